@@ -1,0 +1,12 @@
+"""How the tables spread over a Citus cluster: one list read by the distribute command
+and by the test that checks the schema obeys the Citus rules."""
+
+# table -> distribution column. Scores and processed events are colocated by user.
+DISTRIBUTED: dict[str, str] = {
+    "scores_score": "user_id",
+    "scores_processedevent": "user_id",
+    "rankings_topn": "leaderboard_id",
+}
+COLOCATED_WITH: dict[str, str] = {"scores_processedevent": "scores_score"}
+# Small tables copied to every node; foreign keys may point at them.
+REFERENCE: list[str] = ["rankings_leaderboard", "scores_apikey"]

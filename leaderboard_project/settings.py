@@ -1,0 +1,209 @@
+"""Django settings, read from the environment.
+
+Every default points at the local services (PostgreSQL on 127.0.0.1:5432, Redis on 6379,
+RabbitMQ on 5672) so that nothing has to be set to start; production sets the secrets.
+"""
+
+import os
+from pathlib import Path
+
+from tasks.queues import QueueRole, durable_queues, role_queue_name
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The development key only works with DEBUG or outside production; production sets its own.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "rankings",
+    "scores",
+    "tasks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "leaderboard_project.urls"
+WSGI_APPLICATION = "leaderboard_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": env_str("LEADERBOARD_DB_NAME", "leaderboard"),
+        "USER": env_str("LEADERBOARD_DB_USER", "postgres"),
+        "PASSWORD": env_str("LEADERBOARD_DB_PASSWORD", ""),
+        "HOST": env_str("LEADERBOARD_DB_HOST", "127.0.0.1"),
+        "PORT": env_int("LEADERBOARD_DB_PORT", 5432),
+        # Keep connections open across requests and tasks: a connect costs more than a batch.
+        "CONN_MAX_AGE": env_int("LEADERBOARD_DB_CONN_MAX_AGE", 300),
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": env_str("LEADERBOARD_TEST_DB_NAME", "test_leaderboard")},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("LEADERBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            # Reads fall back to the database when Redis is away; do not hang on it.
+            "SOCKET_CONNECT_TIMEOUT": 1,
+            "SOCKET_TIMEOUT": 1,
+        },
+    }
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# A batch of 1000 events is about 100 KB; anything far past that is refused before parsing.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("LEADERBOARD_MAX_BODY_BYTES", 256 * 1024)
+
+# --- REST framework -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["scores.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["leaderboard_project.api.BoundedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        # Per API key; reads are unauthenticated and limited per client address.
+        "api_key": env_str("LEADERBOARD_THROTTLE_KEY_RATE", "100000/minute"),
+    },
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Leaderboard API",
+    "DESCRIPTION": "Score ingestion and ranked reads for high-rate leaderboards.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Leaderboard pipeline ---------------------------------------------------------------
+# Number of ingest queues; events are routed to one by a consistent hash of user_id.
+LEADERBOARD_INGEST_PARTITIONS = env_int("LEADERBOARD_INGEST_PARTITIONS", 4)
+# "merge_tree" (chords of top-K merges) or "sorted_set" (Redis sorted set is the top-N).
+LEADERBOARD_RANKING_STRATEGY = env_str("LEADERBOARD_RANKING_STRATEGY", "merge_tree")
+# Changed rows per leaf of the merge tree, and the fan-in of each chord level.
+LEADERBOARD_MERGE_LEAF_SIZE = env_int("LEADERBOARD_MERGE_LEAF_SIZE", 100)
+LEADERBOARD_MERGE_FAN_IN = env_int("LEADERBOARD_MERGE_FAN_IN", 4)
+LEADERBOARD_MERGE_MAX_LEVELS = 10
+# Queue names are prefixed so that a test run never meets a running stack's messages.
+LEADERBOARD_QUEUE_PREFIX = env_str("LEADERBOARD_QUEUE_PREFIX", "lb")
+# How long processed event ids are kept for de-duplication.
+LEADERBOARD_EVENT_ID_RETENTION_HOURS = env_int("LEADERBOARD_EVENT_ID_RETENTION_HOURS", 72)
+# Redis key prefix for the top-N cache and rank index.
+LEADERBOARD_REDIS_PREFIX = env_str("LEADERBOARD_REDIS_PREFIX", "lb")
+
+# --- Celery ---------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("LEADERBOARD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# Chords count their members natively in Redis.
+CELERY_RESULT_BACKEND = env_str("LEADERBOARD_RESULT_BACKEND", "redis://127.0.0.1:6379/1")
+CELERY_IMPORTS = ("tasks.ingest", "tasks.ranking", "tasks.maintenance")
+# JSON only: tasks take plain data, never pickled objects.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# A 202 waits for the broker's confirm: the message is on disk before we promise anything.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# Fail fast when the broker is down, so the client gets a 503 instead of a hung request.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env_int("LEADERBOARD_PUBLISH_RETRIES", 2),
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("LEADERBOARD_BROKER_CONNECTION_TIMEOUT", 2.0)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Messages are persistent and acknowledged only after the work is committed; a worker
+# that dies mid-task has its message redelivered, and the de-duplication makes that safe.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Each worker process holds few unacknowledged messages, so a crash redelivers little.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("LEADERBOARD_PREFETCH_MULTIPLIER", 4)
+# No task may run forever: a stuck batch is killed and its message redelivered.
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+# Chord members must store results; nothing else needs them for long.
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"timeout": 5.0}}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)
+CELERY_TASK_QUEUES = durable_queues(LEADERBOARD_QUEUE_PREFIX, LEADERBOARD_INGEST_PARTITIONS)
+CELERY_TASK_ROUTES = {
+    "tasks.ranking.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)},
+    "tasks.maintenance.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.MAINTENANCE)},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LEADERBOARD_LOG_LEVEL", "INFO")},
+}

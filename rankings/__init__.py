@@ -1,0 +1,1 @@
+"""Leaderboards, their top-N and ranks: the merge levels and the read side."""

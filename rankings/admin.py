@@ -1,0 +1,47 @@
+"""Operators' views of boards and their published top-N (read-only)."""
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from rankings.models import Leaderboard, TopN
+from rankings.ordering import from_micros
+
+
+@admin.register(Leaderboard)
+class LeaderboardAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "order", "aggregation", "top_n", "created_at"]
+    search_fields = ["slug", "name"]
+    # Ranking fields shape stored scores and indexes; they are fixed once a board exists.
+    fixed_fields = ["slug", "order", "aggregation", "top_n", "min_points", "max_points"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Leaderboard | None = None) -> list[str]:
+        return self.fixed_fields if obj is not None else []
+
+
+@admin.register(TopN)
+class TopNAdmin(admin.ModelAdmin):
+    list_display = ["leaderboard", "period", "version", "as_of", "size"]
+    readonly_fields = ["leaderboard", "period", "version", "as_of", "ranking"]
+    exclude = ["entries"]
+
+    @admin.display(description="entries")
+    def size(self, obj: TopN) -> int:
+        return len(obj.entries)
+
+    @admin.display(description="ranking")
+    def ranking(self, obj: TopN) -> str:
+        return format_html_join(
+            "\n",
+            "<div>{}. {} — {} (since {})</div>",
+            ((rank, row[0], row[1], from_micros(row[2]).isoformat()) for rank, row in enumerate(obj.entries, 1)),
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: TopN | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: TopN | None = None) -> bool:
+        return False

@@ -1,0 +1,88 @@
+"""Leaderboard endpoints: create and list boards, the top-N, a user's rank."""
+
+from django.conf import settings
+from django.http import Http404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from rankings.models import Leaderboard
+from rankings.selectors import leaderboard_by_slug, leaderboard_top, leaderboard_user_rank
+from rankings.serializers import (
+    LeaderboardInputSerializer,
+    LeaderboardOutputSerializer,
+    TopOutputSerializer,
+    TopQuerySerializer,
+    UserRankOutputSerializer,
+    UserRankQuerySerializer,
+)
+from rankings.services import leaderboard_create
+from scores.auth import ApiKeyRateThrottle, HasAdminKey
+
+
+def board_or_404(slug: str) -> Leaderboard:
+    board = leaderboard_by_slug(slug=slug)
+    if board is None:
+        raise Http404(f"No leaderboard '{slug}'.")
+    return board
+
+
+class LeaderboardListView(APIView):
+    throttle_classes = [ApiKeyRateThrottle]
+
+    def get_permissions(self) -> list:
+        return [HasAdminKey()] if self.request.method == "POST" else []
+
+    @extend_schema(responses=LeaderboardOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(LeaderboardOutputSerializer(Leaderboard.objects.all(), many=True).data)
+
+    @extend_schema(
+        request=LeaderboardInputSerializer,
+        responses={201: LeaderboardOutputSerializer, 400: OpenApiResponse(description="Invalid fields")},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LeaderboardInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        board = leaderboard_create(**serializer.validated_data)
+        return Response(LeaderboardOutputSerializer(board).data, status=status.HTTP_201_CREATED)
+
+
+class LeaderboardDetailView(APIView):
+    @extend_schema(responses={200: LeaderboardOutputSerializer, 404: OpenApiResponse(description="Unknown board")})
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(LeaderboardOutputSerializer(board_or_404(slug)).data)
+
+
+class LeaderboardTopView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int, description="1 to the board's top_n; default min(10, top_n)")],
+        responses={200: TopOutputSerializer, 400: OpenApiResponse(description="Bad limit"), 404: None},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        board = board_or_404(slug)
+        query = TopQuerySerializer(data=request.query_params, context={"leaderboard": board})
+        query.is_valid(raise_exception=True)
+        limit = query.validated_data.get("limit", min(10, board.top_n))
+        strategy = settings.LEADERBOARD_RANKING_STRATEGY
+        top = leaderboard_top(leaderboard=board, limit=limit, strategy=strategy)
+        as_of = top.as_of if top.as_of is not None else timezone.now()
+        return Response(TopOutputSerializer({"leaderboard": board.slug, "as_of": as_of, "entries": top.entries}).data)
+
+
+class LeaderboardUserView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("around", int, description="0-50 neighbours on each side; default 0")],
+        responses={200: UserRankOutputSerializer, 400: OpenApiResponse(description="Bad query"), 404: None},
+    )
+    def get(self, request: Request, slug: str, user_id: str) -> Response:
+        board = board_or_404(slug)
+        query = UserRankQuerySerializer(data={**request.query_params.dict(), "user_id": user_id})
+        query.is_valid(raise_exception=True)
+        view = leaderboard_user_rank(leaderboard=board, user_id=user_id, around=query.validated_data["around"])
+        if view is None:
+            raise Http404(f"User '{user_id}' has no score on '{board.slug}'.")
+        return Response(UserRankOutputSerializer(view).data)

@@ -1,0 +1,137 @@
+"""Redis side of the read path: the rank index (every user of a board) and the top-N copy.
+
+The rank index is a sorted set whose members encode the rank order (see
+``ordering.index_member``) plus a hash ``user -> "version|member"``. Updates carry the
+score row's version and are applied only when newer, so they commute: redelivered,
+reordered or rebuilt updates all end in the same index. A ``ready`` flag says the index
+holds every user; without it (Redis flushed or new) readers use the database and a
+rebuild is started.
+"""
+
+import json
+import secrets
+from typing import Any
+
+from django_redis import get_redis_connection
+from redis import Redis
+
+from rankings import redis_keys as keys
+from rankings.ordering import Row, index_member
+
+_APPLY_ROWS = """
+for i = 1, #ARGV, 3 do
+  local user, ver, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local held = redis.call('HGET', KEYS[2], user)
+  local newer = true
+  if held then
+    local sep = string.find(held, '|', 1, true)
+    if tonumber(string.sub(held, 1, sep - 1)) >= ver then
+      newer = false
+    else
+      redis.call('ZREM', KEYS[1], string.sub(held, sep + 1))
+    end
+  end
+  if newer then
+    redis.call('ZADD', KEYS[1], 0, member)
+    redis.call('HSET', KEYS[2], user, ver .. '|' .. member)
+  end
+end
+return 1
+"""
+
+# KEYS: index, versions, ready. ARGV: user, around.
+# Returns false when the index is not ready, {total} when the user is absent, else
+# {total, rank0, first0, members...}.
+_READ_RANK = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return false end
+local total = redis.call('ZCARD', KEYS[1])
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if not held then return {total} end
+local member = string.sub(held, string.find(held, '|', 1, true) + 1)
+local rank = redis.call('ZRANK', KEYS[1], member)
+if not rank then return {total} end
+local around = tonumber(ARGV[2])
+local first = math.max(0, rank - around)
+local out = {total, rank, first}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], first, rank + around)) do out[#out + 1] = m end
+return out
+"""
+
+# KEYS: top hash. ARGV: version, payload. Writes only a newer version.
+_WRITE_TOP = """
+local held = redis.call('HGET', KEYS[1], 'v')
+if held and tonumber(held) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'data', ARGV[2])
+return 1
+"""
+
+# KEYS: building, ready. ARGV: token. Marks the index complete if no flush came between.
+_FINISH_BUILD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], '1')
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def redis_client() -> Redis:
+    return get_redis_connection("default")
+
+
+def _run(client: Redis, lua: str, keys_: list[str], args: list[Any]) -> Any:
+    # register_script sends EVALSHA and loads the script only when Redis lacks it.
+    return client.register_script(lua)(keys=keys_, args=args, client=client)
+
+
+def index_apply(client: Redis, leaderboard_id: int, period: str, rows: list[Row], desc: bool) -> None:
+    if not rows:
+        return
+    argv: list[Any] = []
+    for row in rows:
+        argv += [row[0], row[3], index_member(row, desc)]
+    _run(client, _APPLY_ROWS, [keys.index_key(leaderboard_id, period), keys.versions_key(leaderboard_id, period)], argv)
+
+
+def index_read_rank(client: Redis, leaderboard_id: int, period: str, user_id: str, around: int) -> list | None:
+    index_keys = [
+        keys.index_key(leaderboard_id, period),
+        keys.versions_key(leaderboard_id, period),
+        keys.ready_key(leaderboard_id, period),
+    ]
+    return _run(client, _READ_RANK, index_keys, [user_id, around])
+
+
+def index_is_ready(client: Redis, leaderboard_id: int, period: str) -> bool:
+    return bool(client.exists(keys.ready_key(leaderboard_id, period)))
+
+
+def index_range(client: Redis, leaderboard_id: int, period: str, limit: int) -> list[str]:
+    return [m.decode() for m in client.zrange(keys.index_key(leaderboard_id, period), 0, limit - 1)]
+
+
+def index_mark_ready(client: Redis, leaderboard_id: int, period: str) -> None:
+    client.set(keys.ready_key(leaderboard_id, period), "1")
+
+
+def index_build_start(client: Redis, leaderboard_id: int, period: str, ttl_seconds: int) -> str | None:
+    """Claim the rebuild; None when another rebuild holds it (it owns the flag until done)."""
+    token = secrets.token_hex(8)
+    if client.set(keys.building_key(leaderboard_id, period), token, nx=True, ex=ttl_seconds):
+        return token
+    return None
+
+
+def index_build_finish(client: Redis, leaderboard_id: int, period: str, token: str) -> bool:
+    build_keys = [keys.building_key(leaderboard_id, period), keys.ready_key(leaderboard_id, period)]
+    return bool(_run(client, _FINISH_BUILD, build_keys, [token]))
+
+
+def top_write(client: Redis, leaderboard_id: int, period: str, version: int, payload: dict[str, Any]) -> bool:
+    return bool(_run(client, _WRITE_TOP, [keys.top_key(leaderboard_id, period)], [version, json.dumps(payload)]))
+
+
+def top_read(client: Redis, leaderboard_id: int, period: str) -> dict[str, Any] | None:
+    raw = client.hget(keys.top_key(leaderboard_id, period), "data")
+    return None if raw is None else json.loads(raw)

@@ -1,0 +1,77 @@
+"""Leaderboards (a Citus reference table) and their published top-N (distributed by board)."""
+
+from typing import Any
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# Today every board has one period; periodic boards will add more without a migration of
+# the hot score table, whose key already carries the period.
+ALL_TIME = "all"
+
+
+class Order(models.TextChoices):
+    DESC = "desc", "higher is better"
+    ASC = "asc", "lower is better"
+
+
+class Aggregation(models.TextChoices):
+    SUM = "sum", "sum of points"
+    BEST = "best", "best single value"
+    LAST = "last", "latest applied value"
+
+
+# user_id and event_id: 1-64 of A-Z a-z 0-9 _ - . :
+id_validator = RegexValidator(r"^[A-Za-z0-9_.:-]{1,64}\Z", "Use 1-64 of A-Z, a-z, 0-9, '_', '-', '.', ':'.")
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,63}\Z", "Use 1-64 of a-z, 0-9, '_' and '-'.")
+
+
+class Leaderboard(models.Model):
+    slug = models.CharField(max_length=64, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    order = models.CharField(max_length=4, choices=Order.choices, default=Order.DESC)
+    aggregation = models.CharField(max_length=4, choices=Aggregation.choices, default=Aggregation.SUM)
+    top_n = models.PositiveSmallIntegerField(default=100, validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    min_points = models.BigIntegerField(default=0)
+    max_points = models.BigIntegerField(default=10**12)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def current_period(self) -> str:
+        return ALL_TIME
+
+    def sort_key_of(self, score: int) -> int:
+        """The value an ascending index sorts by: the score itself, or its negation on desc boards."""
+        return -score if self.order == Order.DESC else score
+
+
+class TopN(models.Model):
+    """The published top-N of one board and period, written by the merge root.
+
+    ``entries`` is the whole ranked list, replaced in one write so readers never see a
+    half-merged board; ``version`` grows with every write and orders the Redis copies.
+    """
+
+    leaderboard = models.ForeignKey(Leaderboard, on_delete=models.CASCADE, related_name="tops")
+    period = models.CharField(max_length=32, default=ALL_TIME)
+    entries = models.JSONField(default=list)
+    version = models.BigIntegerField(default=0)
+    as_of = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "top-N"
+        verbose_name_plural = "top-N tables"
+        constraints = [models.UniqueConstraint(fields=["leaderboard", "period"], name="topn_board_period_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.leaderboard_id}/{self.period} v{self.version}"
+
+    def ranked(self) -> list[dict[str, Any]]:
+        return [{"rank": i, **entry} for i, entry in enumerate(self.entries, start=1)]

@@ -1,0 +1,56 @@
+"""Ranking order as pure functions: one sort key for rows, top-K cuts and merges.
+
+A row is ``[user_id, score, reached_us, version]`` (plain JSON for task messages).
+Rank order: better score first (by the board's order), then earlier ``reached_at``,
+then ``user_id`` ascending by code point. Every function here is deterministic, so a
+re-run chord member returns the same result.
+"""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+Row = list  # [user_id: str, score: int, reached_us: int, version: int]
+
+INT64_MAX = 2**63 - 1
+_OFFSET = 2**63
+
+
+def to_micros(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def from_micros(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros // 1_000_000, tz=UTC).replace(microsecond=micros % 1_000_000)
+
+
+def sort_value(score: int, desc: bool) -> int:
+    return -score if desc else score
+
+
+def rank_key(row: Row, desc: bool) -> tuple[int, int, str]:
+    return (sort_value(row[1], desc), row[2], row[0])
+
+
+def top_k(rows: Iterable[Row], k: int, desc: bool) -> list[Row]:
+    """The best k rows, keeping only the newest version of each user."""
+    newest: dict[str, Row] = {}
+    for row in rows:
+        held = newest.get(row[0])
+        if held is None or row[3] > held[3]:
+            newest[row[0]] = row
+    return sorted(newest.values(), key=lambda r: rank_key(r, desc))[:k]
+
+
+def index_member(row: Row, desc: bool) -> str:
+    """A Redis sorted-set member whose byte order is the rank order.
+
+    All members share the score 0, so Redis orders them by their bytes, and ZRANK is an
+    exact O(log n) rank: a fixed-width sort value, a fixed-width reached-at, the user id.
+    """
+    return f"{sort_value(row[1], desc) + _OFFSET:020d}{row[2]:017d}{row[0]}"
+
+
+def parse_member(member: str, desc: bool) -> tuple[str, int, int]:
+    """(user_id, score, reached_us) back from an index member."""
+    value = int(member[:20]) - _OFFSET
+    return member[37:], (-value if desc else value), int(member[20:37])

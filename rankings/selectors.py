@@ -1,0 +1,187 @@
+"""Reads: leaderboards, the top-N and a user's rank, from Redis with the database behind it."""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from redis.exceptions import RedisError
+
+from rankings import cache
+from rankings.models import Leaderboard, Order, TopN
+from rankings.ordering import Row, from_micros, parse_member, to_micros
+
+logger = logging.getLogger(__name__)
+
+# Workers look boards up per batch; boards' ranking fields never change after creation,
+# so a short-lived per-process copy is safe and saves a query per batch.
+_BOARD_TTL_SECONDS = 30.0
+_board_cache: dict[int, tuple[float, Leaderboard]] = {}
+
+
+def leaderboards_by_id(ids: set[int]) -> dict[int, Leaderboard]:
+    now = time.monotonic()
+    found = {i: hit[1] for i in ids if (hit := _board_cache.get(i)) and hit[0] > now}
+    missing = ids - found.keys()
+    if missing:
+        for board in Leaderboard.objects.filter(id__in=missing):
+            _board_cache[board.id] = (now + _BOARD_TTL_SECONDS, board)
+            found[board.id] = board
+    return found
+
+
+def is_desc(board: Leaderboard) -> bool:
+    return board.order == Order.DESC
+
+
+def _order_sql(direction: str = "") -> str:
+    # user_id has the "C" collation, so the database orders it by code point like Python.
+    return f"sort_key {direction}, reached_at {direction}, user_id {direction}"
+
+
+def db_top_rows(*, leaderboard: Leaderboard, period: str, limit: int) -> list[Row]:
+    """The exact top rows from the score table (uses the ranking index)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT user_id, score, reached_at, version FROM scores_score
+                WHERE leaderboard_id = %s AND period = %s ORDER BY {_order_sql()} LIMIT %s""",
+            [leaderboard.id, period, limit],
+        )
+        return [[u, s, to_micros(r), v] for u, s, r, v in cursor.fetchall()]
+
+
+def db_rows_of(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) -> dict[str, Row]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT user_id, score, reached_at, version FROM scores_score
+               WHERE leaderboard_id = %s AND period = %s AND user_id = ANY(%s)""",
+            [leaderboard.id, period, user_ids],
+        )
+        return {u: [u, s, to_micros(r), v] for u, s, r, v in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class TopView:
+    as_of: datetime | None
+    entries: list[dict[str, Any]]
+
+
+def _entries(rows: list[Row], first_rank: int = 1) -> list[dict[str, Any]]:
+    return [{"rank": first_rank + i, "user_id": r[0], "score": r[1]} for i, r in enumerate(rows)]
+
+
+def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> TopView:
+    period = leaderboard.current_period()
+    try:
+        client = cache.redis_client()
+        if strategy == "sorted_set":
+            if cache.index_is_ready(client, leaderboard.id, period):
+                rows = []
+                for member in cache.index_range(client, leaderboard.id, period, limit):
+                    user_id, score, reached_us = parse_member(member, is_desc(leaderboard))
+                    rows.append([user_id, score, reached_us, 0])
+                return TopView(as_of=None, entries=_entries(rows))
+        else:
+            cached = cache.top_read(client, leaderboard.id, period)
+            if cached is not None:
+                as_of = from_micros(cached["as_of"]) if cached.get("as_of") else None
+                return TopView(as_of=as_of, entries=_entries(cached["entries"][:limit]))
+    except RedisError as exc:
+        logger.warning("top-N of %s read from the database: Redis failed (%s)", leaderboard.slug, exc)
+    return _top_from_database(leaderboard=leaderboard, period=period, limit=limit, strategy=strategy)
+
+
+def _top_from_database(*, leaderboard: Leaderboard, period: str, limit: int, strategy: str) -> TopView:
+    # Imported here: services depend on selectors, not the other way round.
+    from rankings.services import index_rebuild_request, topn_cache_refill
+
+    if strategy == "sorted_set":
+        index_rebuild_request(leaderboard=leaderboard, period=period)
+        rows = db_top_rows(leaderboard=leaderboard, period=period, limit=limit)
+        return TopView(as_of=None, entries=_entries(rows))
+    top = TopN.objects.filter(leaderboard=leaderboard, period=period).first()
+    if top is None:
+        rows = db_top_rows(leaderboard=leaderboard, period=period, limit=limit)
+        return TopView(as_of=None, entries=_entries(rows))
+    topn_cache_refill(top=top)
+    return TopView(as_of=top.as_of, entries=_entries(top.entries[:limit]))
+
+
+@dataclass(frozen=True)
+class UserRankView:
+    user_id: str
+    score: int
+    rank: int
+    total: int
+    around: list[dict[str, Any]]
+
+
+def leaderboard_user_rank(*, leaderboard: Leaderboard, user_id: str, around: int) -> UserRankView | None:
+    """A user's exact rank, score, board total and neighbours; None when not on the board."""
+    period = leaderboard.current_period()
+    desc = is_desc(leaderboard)
+    try:
+        answer = cache.index_read_rank(cache.redis_client(), leaderboard.id, period, user_id, around)
+    except RedisError as exc:
+        logger.warning("rank on %s read from the database: Redis failed (%s)", leaderboard.slug, exc)
+        answer = None
+    if answer is not None:
+        if len(answer) == 1:
+            return None
+        total, rank0, first0, *members = answer
+        rows = [parse_member(m.decode(), desc) for m in members]
+        neighbours = [{"rank": first0 + 1 + i, "user_id": u, "score": s} for i, (u, s, _) in enumerate(rows)]
+        own = neighbours[rank0 - first0]
+        return UserRankView(user_id=user_id, score=own["score"], rank=rank0 + 1, total=total, around=neighbours)
+
+    from rankings.services import index_rebuild_request
+
+    index_rebuild_request(leaderboard=leaderboard, period=period)
+    return _user_rank_from_database(leaderboard=leaderboard, period=period, user_id=user_id, around=around)
+
+
+def _user_rank_from_database(
+    *, leaderboard: Leaderboard, period: str, user_id: str, around: int
+) -> UserRankView | None:
+    # Slow at scale (it counts), used only while the Redis index is being rebuilt.
+    order = _order_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sort_key, reached_at, score FROM scores_score WHERE leaderboard_id = %s AND period = %s "
+            "AND user_id = %s",
+            [leaderboard.id, period, user_id],
+        )
+        found = cursor.fetchone()
+        if found is None:
+            return None
+        sort_key, reached_at, score = found
+        position = "(sort_key, reached_at, user_id)"
+        base = "FROM scores_score WHERE leaderboard_id = %s AND period = %s"
+        cursor.execute(
+            f"SELECT count(*) FILTER (WHERE {position} < (%s, %s, %s)), count(*) {base}",
+            [sort_key, reached_at, user_id, leaderboard.id, period],
+        )
+        before, total = cursor.fetchone()
+        cursor.execute(
+            f"SELECT user_id, score FROM (SELECT user_id, score, sort_key, reached_at {base} "
+            f"AND {position} < (%s, %s, %s) ORDER BY {_order_sql('DESC')} LIMIT %s) t "
+            f"ORDER BY {order}",
+            [leaderboard.id, period, sort_key, reached_at, user_id, around],
+        )
+        above = cursor.fetchall()
+        cursor.execute(
+            f"SELECT user_id, score {base} AND {position} > (%s, %s, %s) ORDER BY {order} LIMIT %s",
+            [leaderboard.id, period, sort_key, reached_at, user_id, around],
+        )
+        below = cursor.fetchall()
+    rank = before + 1
+    rows = [*above, (user_id, score), *below]
+    first = rank - len(above)
+    neighbours = [{"rank": first + i, "user_id": u, "score": s} for i, (u, s) in enumerate(rows)]
+    return UserRankView(user_id=user_id, score=score, rank=rank, total=total, around=neighbours)
+
+
+def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:
+    return Leaderboard.objects.filter(slug=slug).first()

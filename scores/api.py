@@ -1,0 +1,47 @@
+"""The score endpoint: validate, publish with broker confirms, answer 202."""
+
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from leaderboard_project.api import ServiceUnavailable
+from rankings.api import board_or_404
+from scores.auth import ApiKeyRateThrottle, HasApiKey
+from scores.serializers import AcceptedSerializer, ScoreBatchSerializer, ScoreEventSerializer, ScoreSubmitSerializer
+from scores.services import BrokerUnavailable, score_events_submit
+
+
+class ScoreSubmitView(APIView):
+    permission_classes = [HasApiKey]
+    throttle_classes = [ApiKeyRateThrottle]
+
+    @extend_schema(
+        request=PolymorphicProxySerializer(
+            component_name="ScoreSubmission",
+            serializers=[ScoreEventSerializer, ScoreBatchSerializer],
+            resource_type_field_name=None,
+        ),
+        responses={
+            202: AcceptedSerializer,
+            400: OpenApiResponse(description="Invalid events"),
+            401: OpenApiResponse(description="No or unknown key"),
+            403: OpenApiResponse(description="Key not allowed on this board"),
+            404: OpenApiResponse(description="Unknown board"),
+            413: OpenApiResponse(description="Body too large"),
+            429: OpenApiResponse(description="Throttled"),
+            503: OpenApiResponse(description="Broker unavailable"),
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        board = board_or_404(slug)
+        if not request.auth.may_write(board):
+            raise exceptions.PermissionDenied(f"This key may not write to '{board.slug}'.")
+        submission = ScoreSubmitSerializer(data=request.data, context={"leaderboard": board})
+        submission.is_valid(raise_exception=True)
+        try:
+            accepted = score_events_submit(leaderboard=board, events=submission.validated_data["events"])
+        except BrokerUnavailable as exc:
+            raise ServiceUnavailable() from exc
+        return Response(AcceptedSerializer({"accepted": accepted}).data, status=status.HTTP_202_ACCEPTED)

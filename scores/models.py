@@ -1,0 +1,103 @@
+"""The hot tables, distributed by ``user_id`` on Citus, and the API keys (a reference table).
+
+Every primary key and unique constraint on ``Score`` and ``ProcessedEvent`` includes
+``user_id``, and both are colocated, so de-duplicating and applying one user's events is
+a single-shard transaction.
+"""
+
+import hashlib
+import secrets
+
+from django.db import models
+
+from rankings.models import ALL_TIME, Leaderboard
+
+
+class Score(models.Model):
+    # Django (and its admin) need one primary-key column; the database key is
+    # (user_id, id), set by migration, because Citus wants the distribution column in it.
+    id = models.BigAutoField(primary_key=True)
+    # "C" collation: ties are broken by user_id in code-point order, as Redis and Python do.
+    user_id = models.CharField(max_length=64, db_collation="C")
+    leaderboard = models.ForeignKey(Leaderboard, on_delete=models.CASCADE, related_name="scores")
+    period = models.CharField(max_length=32, default=ALL_TIME)
+    score = models.BigIntegerField()
+    # The score negated on desc boards, so one ascending index serves both orders.
+    sort_key = models.BigIntegerField()
+    reached_at = models.DateTimeField()
+    # Grows with every applied change; orders the rank-index updates in Redis.
+    version = models.BigIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "leaderboard", "period"], name="score_user_board_period_uniq")
+        ]
+        indexes = [
+            models.Index(
+                fields=["leaderboard", "period", "sort_key", "reached_at", "user_id"],
+                name="score_ranking_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.leaderboard_id}/{self.period}={self.score}"
+
+
+class ProcessedEvent(models.Model):
+    """One applied event id: a redelivered or resent event meets its row and is dropped."""
+
+    pk = models.CompositePrimaryKey("user_id", "leaderboard_id", "event_id")
+    user_id = models.CharField(max_length=64, db_collation="C")
+    leaderboard = models.ForeignKey(Leaderboard, on_delete=models.CASCADE, related_name="+")
+    # Client ids are 1-64 characters; ids the service makes start with "~" (never a client's).
+    event_id = models.CharField(max_length=80)
+    applied_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} of {self.user_id}@{self.leaderboard_id}"
+
+
+def hash_api_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100)
+    # Only the hash is stored; the raw key is shown once, when it is made.
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)
+    leaderboard = models.ForeignKey(
+        Leaderboard,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        help_text="Limit the key to this leaderboard; empty means any leaderboard.",
+    )
+    is_admin = models.BooleanField(default=False, help_text="May create leaderboards and write to all.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def generate(
+        cls, *, name: str, leaderboard: Leaderboard | None = None, is_admin: bool = False
+    ) -> tuple["ApiKey", str]:
+        raw = "lbk_" + secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            name=name, key_hash=hash_api_key(raw), prefix=raw[:12], leaderboard=leaderboard, is_admin=is_admin
+        )
+        return key, raw
+
+    @property
+    def is_authenticated(self) -> bool:
+        # DRF treats request.user as the principal; a key stands in for a user.
+        return True
+
+    def may_write(self, leaderboard: Leaderboard) -> bool:
+        return self.is_admin or self.leaderboard_id is None or self.leaderboard_id == leaderboard.id

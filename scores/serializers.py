@@ -1,0 +1,45 @@
+"""Input shapes of the score endpoint: one event, or a batch of up to 1000."""
+
+from rest_framework import serializers
+
+from rankings.models import INT64_MAX, INT64_MIN, id_validator
+
+MAX_BATCH = 1000
+
+
+class ScoreEventSerializer(serializers.Serializer):
+    user_id = serializers.CharField(max_length=64, validators=[id_validator], trim_whitespace=False)
+    points = serializers.IntegerField(min_value=INT64_MIN, max_value=INT64_MAX)
+    event_id = serializers.CharField(max_length=64, validators=[id_validator], required=False, trim_whitespace=False)
+
+    def validate_points(self, value: int) -> int:
+        board = self.context["leaderboard"]
+        if not board.min_points <= value <= board.max_points:
+            raise serializers.ValidationError(
+                f"Must be between {board.min_points} and {board.max_points} on this leaderboard."
+            )
+        return value
+
+
+class ScoreBatchSerializer(serializers.Serializer):
+    events = ScoreEventSerializer(many=True, min_length=1, max_length=MAX_BATCH)
+
+
+class ScoreSubmitSerializer(serializers.Serializer):
+    """Either the fields of one event, or ``events``: a list of them."""
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, dict) and "events" in data:
+            extra = sorted(set(data) & {"user_id", "points", "event_id"})
+            if extra:
+                raise serializers.ValidationError({field: ["Not allowed beside 'events'."] for field in extra})
+            batch = ScoreBatchSerializer(data=data, context=self.context)
+            batch.is_valid(raise_exception=True)
+            return {"events": batch.validated_data["events"]}
+        single = ScoreEventSerializer(data=data, context=self.context)
+        single.is_valid(raise_exception=True)
+        return {"events": [single.validated_data]}
+
+
+class AcceptedSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()

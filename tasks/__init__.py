@@ -1,0 +1,1 @@
+"""Celery tasks: ingest (apply score events), ranking (merge levels), maintenance (beat)."""

@@ -1,0 +1,27 @@
+"""Ingest tasks: apply a batch of score events, then hand the changed rows to ranking."""
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import RedisError
+
+from scores.services import score_events_apply
+from tasks.ranking import ranking_dispatch
+
+# Outages of the database, broker or Redis pass; the batch is retried until they do.
+TRANSIENT_ERRORS = (DatabaseError, InterfaceError, BrokerOperationalError, RedisError, OSError)
+
+
+@shared_task(
+    name="tasks.ingest.apply_events",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=0.5,
+    retry_backoff_max=10,
+    retry_jitter=True,
+    max_retries=None,
+)
+def apply_events(events: list[list]) -> int:
+    """Apply one message's events. Safe to run twice: event ids are recorded once."""
+    changed = score_events_apply(events=events)
+    ranking_dispatch(changed)
+    return len(changed)

@@ -1,0 +1,20 @@
+"""Every beat schedule, in one place; ``manage.py install_schedules`` writes them to the
+django-celery-beat tables, where operators can then edit them in the admin."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    every_seconds: int
+    expires_seconds: int
+    queue: str = "maintenance"
+
+
+SCHEDULES = [
+    # Repairs anything a crash left stale: the top-N table and cache, and a lost rank index.
+    Schedule("reconcile top-N", "tasks.maintenance.reconcile_topn", every_seconds=30, expires_seconds=25),
+    Schedule("purge old event ids", "tasks.maintenance.purge_event_ids", every_seconds=3600, expires_seconds=3000),
+]

@@ -1,0 +1,87 @@
+"""What "the pipeline has drained and every read agrees with the database" means, as code."""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from kombu import Connection
+
+from rankings import cache
+from rankings.models import Leaderboard, TopN
+from rankings.selectors import db_top_rows, leaderboard_top, leaderboard_user_rank
+from tasks.queues import all_queue_names
+
+
+def eventually(check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.25) -> Any:
+    """Run ``check`` until it stops raising AssertionError; re-raise the last one on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
+def queued_messages() -> int:
+    """Ready messages on the test queues (0 once the workers have taken everything)."""
+    total = 0
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        channel = conn.channel()
+        for name in all_queue_names(settings.LEADERBOARD_QUEUE_PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS):
+            total += channel.queue_declare(queue=name, passive=True).message_count
+    return total
+
+
+def db_scores(board: Leaderboard) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, score FROM scores_score WHERE leaderboard_id = %s AND period = %s",
+            [board.id, board.current_period()],
+        )
+        return dict(cursor.fetchall())
+
+
+def db_top(board: Leaderboard, limit: int | None = None) -> list[tuple[str, int]]:
+    rows = db_top_rows(leaderboard=board, period=board.current_period(), limit=limit or board.top_n)
+    return [(row[0], row[1]) for row in rows]
+
+
+def assert_top_consistent(board: Leaderboard) -> None:
+    """The top-N in Redis and in the admin table equal the database's ordered query."""
+    truth = db_top(board)
+    strategy = settings.LEADERBOARD_RANKING_STRATEGY
+    served = leaderboard_top(leaderboard=board, limit=board.top_n, strategy=strategy)
+    assert [(e["user_id"], e["score"]) for e in served.entries] == truth, "served top-N differs from the database"
+    client = cache.redis_client()
+    period = board.current_period()
+    if strategy == "sorted_set":
+        assert cache.index_is_ready(client, board.id, period)
+        redis_top = [m for m in cache.index_range(client, board.id, period, board.top_n)]
+        from rankings.ordering import parse_member
+
+        redis_pairs = [parse_member(m, board.order == "desc")[:2] for m in redis_top]
+    else:
+        cached = cache.top_read(client, board.id, period)
+        assert cached is not None, "no top-N in Redis"
+        redis_pairs = [(row[0], row[1]) for row in cached["entries"]]
+    assert redis_pairs == truth, "Redis top-N differs from the database"
+    table = TopN.objects.get(leaderboard=board, period=period)
+    assert [(row[0], row[1]) for row in table.entries] == truth, "admin top-N table differs from the database"
+
+
+def assert_ranks_consistent(board: Leaderboard, user_ids: list[str], around: int = 2) -> None:
+    """Each user's served rank, score, total and neighbours equal the database's order."""
+    everyone = db_top(board, limit=10**7)
+    position = {user: i for i, (user, _) in enumerate(everyone)}
+    for user_id in user_ids:
+        view = leaderboard_user_rank(leaderboard=board, user_id=user_id, around=around)
+        assert view is not None, f"{user_id} not found"
+        i = position[user_id]
+        assert (view.rank, view.score, view.total) == (i + 1, everyone[i][1], len(everyone)), user_id
+        lo = max(0, i - around)
+        expected = [(lo + 1 + k, u, s) for k, (u, s) in enumerate(everyone[lo : i + around + 1])]
+        assert [(e["rank"], e["user_id"], e["score"]) for e in view.around] == expected, user_id

@@ -1,0 +1,160 @@
+"""Fixtures on the real services: API keys, boards, and real Celery workers in subprocesses."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django_redis import get_redis_connection
+from rest_framework.test import APIClient
+
+from leaderboard_project.celery import app as celery_app
+from rankings.models import Leaderboard
+from rankings.services import leaderboard_create
+from scores.models import ApiKey
+from tasks.queues import all_queue_names
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Workers:
+    """Real ``celery worker`` processes on the test queues, against the test database."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.strategy: str | None = None
+        self.log_path = ROOT / ".run" / "test-worker.log"
+
+    def env(self, strategy: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "tests.settings",
+                "LEADERBOARD_DB_NAME": connection.settings_dict["NAME"],
+                "LEADERBOARD_RANKING_STRATEGY": strategy,
+            }
+        )
+        return env
+
+    def start(self, strategy: str, concurrency: int = 2, name: str = "w1", queues: list[str] | None = None) -> None:
+        prefix = django_settings.LEADERBOARD_QUEUE_PREFIX
+        queues = queues or all_queue_names(prefix, django_settings.LEADERBOARD_INGEST_PARTITIONS)
+        node = f"{prefix}-{name}-{os.getpid()}@{socket.gethostname()}"
+        self.log_path.parent.mkdir(exist_ok=True)
+        log = open(self.log_path, "a")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "leaderboard_project",
+                "worker",
+                "-n",
+                node,
+                "-Q",
+                ",".join(queues),
+                "-c",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=self.env(strategy),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        self.strategy = strategy
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {proc.returncode}; see {self.log_path}")
+            if celery_app.control.ping(destination=[node], timeout=0.5):
+                return
+        raise RuntimeError(f"celery worker did not answer within 60 s; see {self.log_path}")
+
+    def ensure(self, strategy: str) -> None:
+        if self.strategy != strategy or not self.procs or any(p.poll() is not None for p in self.procs):
+            self.stop()
+            self.start(strategy)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs = []
+        self.strategy = None
+
+
+def _clean_services() -> None:
+    for alias in ("default",):
+        get_redis_connection(alias).flushdb()
+    backend = celery_app.backend
+    backend.client.flushdb()
+    celery_app.control.purge()
+
+
+@pytest.fixture(scope="session")
+def celery_workers(django_db_setup: None, django_db_blocker: object) -> Iterator[Workers]:
+    _clean_services()
+    workers = Workers()
+    yield workers
+    workers.stop()
+
+
+@pytest.fixture(scope="session", params=["merge_tree", "sorted_set"])
+def strategy(request: pytest.FixtureRequest) -> str:
+    # Session scope makes pytest group the tests by strategy: one worker start for each.
+    return request.param
+
+
+@pytest.fixture
+def worker(strategy: str, celery_workers: Workers, transactional_db: None, settings: object) -> Workers:
+    """A running worker for this test's strategy (the pipeline needs committed data)."""
+    settings.LEADERBOARD_RANKING_STRATEGY = strategy
+    celery_workers.ensure(strategy)
+    return celery_workers
+
+
+@pytest.fixture
+def admin_key(db: None) -> str:
+    return ApiKey.generate(name="admin", is_admin=True)[1]
+
+
+@pytest.fixture
+def make_board(db: None):
+    counter = iter(range(1, 10**6))
+
+    def make(**fields: object) -> Leaderboard:
+        fields.setdefault("slug", f"board-{next(counter)}")
+        fields.setdefault("name", str(fields["slug"]).title())
+        return leaderboard_create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+def bearer(client: APIClient, key: str) -> APIClient:
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client

@@ -1,0 +1,13 @@
+"""Test settings: the real services, with their own Redis databases and queue names so a
+test run never meets a running stack's data or messages."""
+
+import os
+
+os.environ.setdefault("LEADERBOARD_REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("LEADERBOARD_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("LEADERBOARD_QUEUE_PREFIX", "lbtest")
+os.environ.setdefault("LEADERBOARD_REDIS_PREFIX", "lbtest")
+
+from leaderboard_project.settings import *  # noqa: F403
+
+LOGGING["loggers"] = {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}}  # noqa: F405
