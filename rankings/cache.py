@@ -135,3 +135,14 @@ def top_write(client: Redis, leaderboard_id: int, period: str, version: int, pay
 def top_read(client: Redis, leaderboard_id: int, period: str) -> dict[str, Any] | None:
     raw = client.hget(keys.top_key(leaderboard_id, period), "data")
     return None if raw is None else json.loads(raw)
+
+
+def index_reset(client: Redis, leaderboard_id: int, period: str) -> None:
+    """Forget a board's rank index and top-N copy (before reloading it from scratch)."""
+    client.delete(
+        keys.index_key(leaderboard_id, period),
+        keys.versions_key(leaderboard_id, period),
+        keys.ready_key(leaderboard_id, period),
+        keys.top_key(leaderboard_id, period),
+        keys.building_key(leaderboard_id, period),
+    )

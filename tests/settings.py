@@ -7,7 +7,8 @@ os.environ.setdefault("LEADERBOARD_REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("LEADERBOARD_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("LEADERBOARD_QUEUE_PREFIX", "lbtest")
 os.environ.setdefault("LEADERBOARD_REDIS_PREFIX", "lbtest")
+# Small leaves and fan-in, so the tests' batches build trees of several chord levels.
+os.environ.setdefault("LEADERBOARD_MERGE_LEAF_SIZE", "20")
+os.environ.setdefault("LEADERBOARD_MERGE_FAN_IN", "3")
 
 from leaderboard_project.settings import *  # noqa: F403
-
-LOGGING["loggers"] = {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}}  # noqa: F405

@@ -6,6 +6,7 @@ every total is exact and the top-N in Redis and in the admin table equals the da
 """
 
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,7 +28,9 @@ CLIENTS = 8
 USERS = 1200
 EVENTS = 20_000
 RESEND_SHARE = 0.12
-SINGLE_SHARE = 0.1
+# 90% of the requests carry one event, the rest batches of 2-200: about 10% of the events
+# arrive one per request.
+SINGLE_REQUEST_SHARE = 0.9
 
 
 def _workload(rng: random.Random) -> tuple[list[list[dict]], dict[str, int], int]:
@@ -49,7 +52,7 @@ def _workload(rng: random.Random) -> tuple[list[list[dict]], dict[str, int], int
     rng.shuffle(stream)
     requests, i = [], 0
     while i < len(stream):
-        size = 1 if rng.random() < SINGLE_SHARE else rng.randint(2, 400)
+        size = 1 if rng.random() < SINGLE_REQUEST_SHARE else rng.randint(2, 200)
         requests.append(stream[i : i + size])
         i += size
     return requests, expected, len(resent)
@@ -66,7 +69,13 @@ def _send(base_url: str, key: str, slug: str, requests: list[list[dict]]) -> int
     return accepted
 
 
+def _merge_levels(log_text: str) -> list[int]:
+    """Chord levels of each merge tree the worker finished (its root returns the count)."""
+    return [int(n) for n in re.findall(r"tasks\.ranking\.publish_top\[[^\]]+\] succeeded in \S+: (\d+)", log_text)]
+
+
 def test_it_is_exact_under_concurrent_load(worker, live_server, admin_key, strategy):
+    log_start = worker.log_path.stat().st_size
     with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {admin_key}"}) as admin:
         created = admin.post(
             "/api/v1/leaderboards/",
@@ -101,7 +110,14 @@ def test_it_is_exact_under_concurrent_load(worker, live_server, admin_key, strat
     assert_ranks_consistent(board, sample)
 
     top = TopN.objects.get(leaderboard=board)
+    with open(worker.log_path) as log:
+        log.seek(log_start)
+        levels = _merge_levels(log.read())
+    if strategy == "merge_tree":
+        assert levels and max(levels) >= 2, "the batches should have built multi-level merge trees"
+    depth = f"trees={len(levels)} max_levels={max(levels)}" if levels else "trees=0"
     print(
         f"\n[e2e {strategy}] requests={len(requests)} events={EVENTS} resent={resent} users={len(expected)} "
-        f"accepted={accepted} sent_in={sent_for:.1f}s drained_in={drained_after:.1f}s top_version={top.version}"
+        f"accepted={accepted} sent_in={sent_for:.1f}s drained_in={drained_after:.1f}s "
+        f"top_version={top.version} {depth}"
     )
