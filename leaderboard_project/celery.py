@@ -7,8 +7,22 @@ is not an app with a ``tasks.py`` that ``autodiscover_tasks`` would find.
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard_project.settings")
 
 app = Celery("leaderboard_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@worker_ready.connect
+def declare_all_queues(sender: object, **kwargs: object) -> None:
+    """Declare every queue, the dead-letter queue included, when a worker starts.
+
+    A worker declares only the queues it consumes; without this, messages rejected
+    before anyone declared the dead-letter queue would be dropped by RabbitMQ.
+    """
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for queue in app.conf.task_queues:
+            queue(channel).declare()

@@ -33,9 +33,20 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The development key only works with DEBUG or outside production; production sets its own.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
+# Production (behind a TLS proxy) refuses to start without its own secret key, and turns
+# on the HTTPS-only settings that `manage.py check --deploy` asks for. Off by default so
+# `make run` and the tests serve plain HTTP on 127.0.0.1.
+PRODUCTION = env_bool("LEADERBOARD_PRODUCTION", False)
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"] if PRODUCTION else env_str("DJANGO_SECRET_KEY", "dev-only-not-secret")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -156,6 +167,8 @@ LEADERBOARD_QUEUE_PREFIX = env_str("LEADERBOARD_QUEUE_PREFIX", "lb")
 LEADERBOARD_EVENT_ID_RETENTION_HOURS = env_int("LEADERBOARD_EVENT_ID_RETENTION_HOURS", 72)
 # Redis key prefix for the top-N cache and rank index.
 LEADERBOARD_REDIS_PREFIX = env_str("LEADERBOARD_REDIS_PREFIX", "lb")
+# Mounts the bare DRF endpoint under /bench/ (the benchmark's web-framework baseline); off in production.
+LEADERBOARD_BENCH_ENDPOINTS = env_bool("LEADERBOARD_BENCH_ENDPOINTS", False)
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("LEADERBOARD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -182,6 +195,9 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # that dies mid-task has its message redelivered, and the de-duplication makes that safe.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task that fails for good (not a passing outage: those retry) is rejected, not acked,
+# so its message goes to the dead-letter queue instead of disappearing.
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 # Each worker process holds few unacknowledged messages, so a crash redelivers little.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("LEADERBOARD_PREFETCH_MULTIPLIER", 4)
 # No task may run forever: a stuck batch is killed and its message redelivered.

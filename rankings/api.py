@@ -52,12 +52,16 @@ class LeaderboardListView(APIView):
 
 
 class LeaderboardDetailView(APIView):
+    authentication_classes: list = []  # public reads: no key needed, none checked
+
     @extend_schema(responses={200: LeaderboardOutputSerializer, 404: OpenApiResponse(description="Unknown board")})
     def get(self, request: Request, slug: str) -> Response:
         return Response(LeaderboardOutputSerializer(board_or_404(slug)).data)
 
 
 class LeaderboardTopView(APIView):
+    authentication_classes: list = []  # public reads: no key needed, none checked
+
     @extend_schema(
         parameters=[OpenApiParameter("limit", int, description="1 to the board's top_n; default min(10, top_n)")],
         responses={200: TopOutputSerializer, 400: OpenApiResponse(description="Bad limit"), 404: None},
@@ -74,6 +78,8 @@ class LeaderboardTopView(APIView):
 
 
 class LeaderboardUserView(APIView):
+    authentication_classes: list = []  # public reads: no key needed, none checked
+
     @extend_schema(
         parameters=[OpenApiParameter("around", int, description="0-50 neighbours on each side; default 0")],
         responses={200: UserRankOutputSerializer, 400: OpenApiResponse(description="Bad query"), 404: None},

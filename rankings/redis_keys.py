@@ -23,5 +23,9 @@ def ready_key(leaderboard_id: int, period: str) -> str:
     return _base(leaderboard_id, period) + ":ready"
 
 
+def repair_asked_key(leaderboard_id: int, period: str) -> str:
+    return _base(leaderboard_id, period) + ":repair-asked"
+
+
 def building_key(leaderboard_id: int, period: str) -> str:
     return _base(leaderboard_id, period) + ":building"

@@ -95,14 +95,13 @@ def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> T
 
 def _top_from_database(*, leaderboard: Leaderboard, period: str, limit: int, strategy: str) -> TopView:
     # Imported here: services depend on selectors, not the other way round.
-    from rankings.services import index_rebuild_request, topn_cache_refill
+    from rankings.services import board_repair_request, topn_cache_refill
 
-    if strategy == "sorted_set":
-        index_rebuild_request(leaderboard=leaderboard, period=period)
-        rows = db_top_rows(leaderboard=leaderboard, period=period, limit=limit)
-        return TopView(as_of=None, entries=_entries(rows))
+    # A cold cache means Redis lost its data: what was in flight may be missing from the
+    # table too, so a rank worker recomputes both while this read answers.
+    board_repair_request(leaderboard=leaderboard, period=period)
     top = TopN.objects.filter(leaderboard=leaderboard, period=period).first()
-    if top is None:
+    if strategy == "sorted_set" or top is None:
         rows = db_top_rows(leaderboard=leaderboard, period=period, limit=limit)
         return TopView(as_of=None, entries=_entries(rows))
     topn_cache_refill(top=top)
@@ -136,9 +135,9 @@ def leaderboard_user_rank(*, leaderboard: Leaderboard, user_id: str, around: int
         own = neighbours[rank0 - first0]
         return UserRankView(user_id=user_id, score=own["score"], rank=rank0 + 1, total=total, around=neighbours)
 
-    from rankings.services import index_rebuild_request
+    from rankings.services import board_repair_request
 
-    index_rebuild_request(leaderboard=leaderboard, period=period)
+    board_repair_request(leaderboard=leaderboard, period=period)
     return _user_rank_from_database(leaderboard=leaderboard, period=period, user_id=user_id, around=around)
 
 

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 # A partial result of the merge levels: {"<leaderboard_id>:<period>": [row, ...]}.
 Partial = dict[str, list[Row]]
 
-REBUILD_INDEX_TASK = "tasks.ranking.rebuild_index"
+REPAIR_BOARD_TASK = "tasks.ranking.repair_board"
 _INDEX_BUILD_CHUNK = 2000
 
 
@@ -140,7 +140,7 @@ def topn_snapshot_from_index(*, leaderboard: Leaderboard, period: str) -> None:
                 # Index members carry no version; the admin table does not need one here.
                 entries.append([user_id, score, reached_us, 0])
         else:
-            index_rebuild_request(leaderboard=leaderboard, period=period)
+            board_repair_request(leaderboard=leaderboard, period=period)
             entries = db_top_rows(leaderboard=leaderboard, period=period, limit=leaderboard.top_n)
         if entries != top.entries:
             _save_top(top, entries)
@@ -162,14 +162,21 @@ def topn_cache_refill(*, top: TopN) -> None:
         logger.warning("top-N of board %s not cached: %s", top.leaderboard_id, exc)
 
 
-def index_rebuild_request(*, leaderboard: Leaderboard, period: str) -> None:
-    """Ask a rank worker to rebuild the rank index; at most once per 30 s per board."""
+def board_repair_request(*, leaderboard: Leaderboard, period: str) -> None:
+    """Ask a rank worker to run ``board_repair``; at most once per 10 s per board."""
     try:
         client = cache.redis_client()
-        if client.set(redis_keys.building_key(leaderboard.id, period) + ":asked", "1", nx=True, ex=30):
-            celery_app.send_task(REBUILD_INDEX_TASK, kwargs={"leaderboard_id": leaderboard.id, "period": period})
+        if client.set(redis_keys.repair_asked_key(leaderboard.id, period), "1", nx=True, ex=10):
+            celery_app.send_task(REPAIR_BOARD_TASK, kwargs={"leaderboard_id": leaderboard.id, "period": period})
     except Exception as exc:  # noqa: BLE001 - a read must answer even when Redis or the broker is down
-        logger.warning("could not ask for a rank index rebuild of %s: %s", leaderboard.slug, exc)
+        logger.warning("could not ask for a repair of %s: %s", leaderboard.slug, exc)
+
+
+def board_repair(*, leaderboard: Leaderboard, period: str) -> None:
+    """Recompute the top-N from the database and rebuild the rank index if it is lost."""
+    topn_rebuild(leaderboard=leaderboard, period=period)
+    if not cache.index_is_ready(cache.redis_client(), leaderboard.id, period):
+        index_rebuild(leaderboard=leaderboard, period=period)
 
 
 def index_rebuild(*, leaderboard: Leaderboard, period: str) -> bool:
@@ -202,11 +209,8 @@ def reconcile_all() -> int:
     """Beat: make every board's top-N and rank index agree with the database."""
     count = 0
     for board in Leaderboard.objects.all():
-        period = board.current_period()
-        topn_rebuild(leaderboard=board, period=period)
         try:
-            if not cache.index_is_ready(cache.redis_client(), board.id, period):
-                index_rebuild(leaderboard=board, period=period)
+            board_repair(leaderboard=board, period=board.current_period())
         except RedisError as exc:
             logger.warning("rank index of %s not checked: %s", board.slug, exc)
         count += 1

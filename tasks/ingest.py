@@ -1,15 +1,10 @@
 """Ingest tasks: apply a batch of score events, then hand the changed rows to ranking."""
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError
-from kombu.exceptions import OperationalError as BrokerOperationalError
-from redis.exceptions import RedisError
 
 from scores.services import score_events_apply
+from tasks.errors import TRANSIENT_ERRORS
 from tasks.ranking import ranking_dispatch
-
-# Outages of the database, broker or Redis pass; the batch is retried until they do.
-TRANSIENT_ERRORS = (DatabaseError, InterfaceError, BrokerOperationalError, RedisError, OSError)
 
 
 @shared_task(
@@ -18,6 +13,7 @@ TRANSIENT_ERRORS = (DatabaseError, InterfaceError, BrokerOperationalError, Redis
     retry_backoff=0.5,
     retry_backoff_max=10,
     retry_jitter=True,
+    # Outages pass: the batch waits them out (its events are de-duplicated on retry).
     max_retries=None,
 )
 def apply_events(events: list[list]) -> int:

@@ -11,22 +11,20 @@ import math
 from celery import chord, shared_task
 from celery.canvas import Signature
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
-from kombu.exceptions import OperationalError as BrokerOperationalError
-from redis.exceptions import RedisError
 
 from rankings.models import Leaderboard
 from rankings.selectors import leaderboards_by_id
 from rankings.services import (
     Partial,
-    index_rebuild,
+    board_repair,
     partial_from_rows,
     partials_merge,
     topn_publish,
     topn_snapshot_from_index,
 )
+from tasks.errors import TRANSIENT_ERRORS
 
-TRANSIENT_ERRORS = (DatabaseError, InterfaceError, BrokerOperationalError, RedisError, OSError)
+# Ranking state is derived: after 20 tries the reconcile schedule repairs what is left.
 _RETRYING = {
     "autoretry_for": TRANSIENT_ERRORS,
     "retry_backoff": 0.5,
@@ -62,10 +60,11 @@ def index_and_snapshot(changed: list[list]) -> None:
         topn_snapshot_from_index(leaderboard=boards[int(leaderboard_id)], period=period)
 
 
-@shared_task(name="tasks.ranking.rebuild_index", **_RETRYING)
-def rebuild_index(leaderboard_id: int, period: str) -> bool:
+@shared_task(name="tasks.ranking.repair_board", **_RETRYING)
+def repair_board(leaderboard_id: int, period: str) -> None:
     board = Leaderboard.objects.filter(id=leaderboard_id).first()
-    return board is not None and index_rebuild(leaderboard=board, period=period)
+    if board is not None:
+        board_repair(leaderboard=board, period=period)
 
 
 def fan_in_for(leaves: int) -> int:

@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 from django_redis import get_redis_connection
+from kombu import Connection
 from rest_framework.test import APIClient
 
 from leaderboard_project.celery import app as celery_app
@@ -104,11 +105,14 @@ class Workers:
 
 
 def _clean_services() -> None:
-    for alias in ("default",):
-        get_redis_connection(alias).flushdb()
-    backend = celery_app.backend
-    backend.client.flushdb()
-    celery_app.control.purge()
+    get_redis_connection("default").flushdb()
+    celery_app.backend.client.flushdb()
+    # Deleted, not purged: queues left by an older run may carry other arguments, which
+    # RabbitMQ refuses to redeclare. Workers and publishers declare them anew.
+    with Connection(django_settings.CELERY_BROKER_URL) as conn:
+        channel = conn.channel()
+        for queue in django_settings.CELERY_TASK_QUEUES:
+            channel.queue_delete(queue.name)
 
 
 @pytest.fixture(scope="session")

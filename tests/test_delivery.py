@@ -1,0 +1,37 @@
+"""Delivery guarantees on the real broker: a poison message is dead-lettered, not lost,
+and does not block the messages behind it."""
+
+import pytest
+from django.conf import settings
+from kombu import Connection
+
+from leaderboard_project.celery import app as celery_app
+from scores.partitioning import partition_of
+from tasks.queues import APPLY_EVENTS_TASK, QueueRole, ingest_queue_name, role_queue_name
+from tests.checks import db_scores, eventually
+
+pytestmark = pytest.mark.pipeline
+
+
+def dead_letters() -> int:
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        dead = role_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, QueueRole.DEAD)
+        return conn.channel().queue_declare(queue=dead, passive=True).message_count
+
+
+def test_it_dead_letters_a_poison_message_and_goes_on(worker, make_board):
+    board = make_board()
+    queue = ingest_queue_name(
+        settings.LEADERBOARD_QUEUE_PREFIX, partition_of("victim", settings.LEADERBOARD_INGEST_PARTITIONS)
+    )
+    before = dead_letters()
+    # Points that are not a number can never be applied: a retry would only loop.
+    celery_app.send_task(APPLY_EVENTS_TASK, args=[[[board.id, "victim", "lots", "p1"]]], queue=queue)
+    celery_app.send_task(APPLY_EVENTS_TASK, args=[[[board.id, "victim", 5, "ok1"]]], queue=queue)
+
+    eventually(lambda: _assert_equal(db_scores(board), {"victim": 5}))
+    eventually(lambda: _assert_equal(dead_letters(), before + 1))
+
+
+def _assert_equal(actual: object, expected: object) -> None:
+    assert actual == expected
