@@ -1,11 +1,11 @@
-"""Pieces every API view shares: the bounded JSON parser and the 503 for a broker outage."""
-
-import json
-from typing import Any
+"""Pieces every API view shares: the JSON 413 for oversized bodies and the 503 for a
+broker outage."""
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -21,21 +21,9 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = "service_unavailable"
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-class BoundedJSONParser(JSONParser):
-    """JSON with a size limit: DRF reads the stream itself, past Django's own check."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if stream is None:
-            raise exceptions.ParseError("Expected a JSON body.")
-        body = stream.read(limit + 1)
-        if len(body) > limit:
-            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-        try:
-            return json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    # DRF reads JSON bodies through Django's request.body, which refuses one over
+    # DATA_UPLOAD_MAX_MEMORY_SIZE with an exception Django would turn into an HTML 400.
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge(f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+    return exception_handler(exc, context)

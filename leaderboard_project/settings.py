@@ -136,10 +136,12 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["scores.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["leaderboard_project.api.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "leaderboard_project.api.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {
-        # Per API key; reads are unauthenticated and limited per client address.
+        # Requests per API key, counted in Redis. Public reads are not throttled here: in
+        # production the proxy in front limits them per client address.
         "api_key": env_str("LEADERBOARD_THROTTLE_KEY_RATE", "100000/minute"),
     },
     "UNAUTHENTICATED_USER": None,

@@ -3,8 +3,7 @@
 from rest_framework import serializers
 
 from rankings.models import INT64_MAX, INT64_MIN, id_validator
-
-MAX_BATCH = 1000
+from scores.fast_validation import MAX_BATCH, valid_events
 
 
 class ScoreEventSerializer(serializers.Serializer):
@@ -29,6 +28,9 @@ class ScoreSubmitSerializer(serializers.Serializer):
     """Either the fields of one event, or ``events``: a list of them."""
 
     def to_internal_value(self, data: object) -> dict:
+        events = valid_events(data, self.context["leaderboard"])
+        if events is not None:
+            return {"events": events}
         if isinstance(data, dict) and "events" in data:
             extra = sorted(set(data) & {"user_id", "points", "event_id"})
             if extra:

@@ -7,13 +7,15 @@ from tasks.queues import QueueRole, role_queue_name
 from tasks.schedules import SCHEDULES
 
 
-def schedules_install() -> list[PeriodicTask]:
+def schedules_install(*, reset: bool = False) -> list[PeriodicTask]:
+    """Create the missing schedules; with ``reset``, also undo operators' edits."""
     installed = []
     for schedule in SCHEDULES:
         interval, _ = IntervalSchedule.objects.get_or_create(
             every=schedule.every_seconds, period=IntervalSchedule.SECONDS
         )
-        task, _ = PeriodicTask.objects.update_or_create(
+        write = PeriodicTask.objects.update_or_create if reset else PeriodicTask.objects.get_or_create
+        task, _ = write(
             name=schedule.name,
             defaults={
                 "task": schedule.task,

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache as django_cache
+from django_redis import get_redis_connection
 from kombu import Connection
 
 from leaderboard_project.celery import app as celery_app
 from rankings.models import Leaderboard, TopN
-from scores.auth import ApiKeyRateThrottle
 from scores.models import ApiKey, ProcessedEvent, Score, hash_api_key
 from scores.partitioning import partition_of
 from tests.checks import queued_messages
@@ -601,20 +600,13 @@ def test_it_answers_404_for_an_unknown_board(api, admin_key, method, url):
 
 # --- 413 ---------------------------------------------------------------------------------------
 
-OVERSIZE_BUG = (
-    "APP BUG: DRF 3.18 Request._parse reads request.body for every JSONParser subclass, so Django's "
-    "own DATA_UPLOAD_MAX_MEMORY_SIZE check raises RequestDataTooBig before BoundedJSONParser "
-    "(leaderboard_project/api.py) runs: the client gets Django's HTML 'Bad Request (400)' page that "
-    "names nothing, never the JSON 413"
-)
-
 
 def _oversized_events() -> list[dict]:
     return [{"user_id": f"user-{n:04d}", "points": n, "event_id": f"event-{n:04d}"} for n in range(60)]
 
 
 def test_it_refuses_a_body_over_the_size_limit_and_enqueues_nothing(api, admin_key, make_board, settings):
-    """The contract's floor: 413 or 400, never a 5xx or a 202, and nothing queued."""
+    """413, never a 5xx or a 202, and nothing queued."""
     board = make_board()
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
     events = _oversized_events()
@@ -622,7 +614,7 @@ def test_it_refuses_a_body_over_the_size_limit_and_enqueues_nothing(api, admin_k
     assert len(body) > 2000
     snapshot = Snapshot()
     response = bearer(api, admin_key).generic("POST", scores_url(board.slug), body, content_type="application/json")
-    assert response.status_code in (400, 413), response.content
+    assert response.status_code == 413, response.content
     snapshot.assert_unchanged()
 
     # The same kind of body under the limit is accepted: the size is what was refused.
@@ -632,7 +624,6 @@ def test_it_refuses_a_body_over_the_size_limit_and_enqueues_nothing(api, admin_k
     assert response.status_code == 202, response.content
 
 
-@pytest.mark.xfail(strict=True, reason=OVERSIZE_BUG)
 def test_it_answers_413_naming_the_limit_for_an_oversized_score_body(api, admin_key, make_board, settings):
     board = make_board()
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
@@ -644,7 +635,6 @@ def test_it_answers_413_naming_the_limit_for_an_oversized_score_body(api, admin_
     snapshot.assert_unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason=OVERSIZE_BUG)
 def test_it_answers_413_for_an_oversized_leaderboard_body(api, admin_key, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
     snapshot = Snapshot()
@@ -658,14 +648,12 @@ def test_it_answers_413_for_an_oversized_leaderboard_body(api, admin_key, settin
 
 
 @pytest.fixture
-def three_per_minute(monkeypatch: pytest.MonkeyPatch) -> None:
-    # DRF copies DEFAULT_THROTTLE_RATES onto the throttle class when it is imported, so an
-    # override of settings.REST_FRAMEWORK alone would not reach it: set the class's rates.
-    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"api_key": "3/minute"})
+def three_per_minute(settings) -> None:
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "3/minute"}}
 
 
 def _fresh_throttle(key: ApiKey) -> None:
-    django_cache.delete(ApiKeyRateThrottle.cache_format % {"scope": ApiKeyRateThrottle.scope, "ident": key.pk})
+    get_redis_connection("default").delete(f"{django_settings.LEADERBOARD_REDIS_PREFIX}:throttle:{key.pk}")
 
 
 def test_it_throttles_a_key_past_its_rate(api, make_board, three_per_minute):
@@ -674,7 +662,9 @@ def test_it_throttles_a_key_past_its_rate(api, make_board, three_per_minute):
     _fresh_throttle(key)
     client = bearer(api, raw)
     for n in range(3):
-        response = client.post(scores_url(board.slug), {"user_id": "a", "points": 1, "event_id": f"e{n}"}, format="json")
+        response = client.post(
+            scores_url(board.slug), {"user_id": "a", "points": 1, "event_id": f"e{n}"}, format="json"
+        )
         assert response.status_code == 202, response.content
     snapshot = Snapshot()
     response = client.post(scores_url(board.slug), {"user_id": "a", "points": 1, "event_id": "e3"}, format="json")
@@ -727,7 +717,7 @@ def _wait_for_broker(timeout: float = 60.0) -> None:
                 conn.ensure_connection(max_retries=1)
                 _declare_test_queues()
                 return
-        except Exception:  # noqa: BLE001 - any failure means "not up yet"
+        except Exception:  # any failure means "not up yet"
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
@@ -737,9 +727,7 @@ def _wait_for_broker(timeout: float = 60.0) -> None:
 def test_it_answers_503_while_the_broker_is_down_and_202_after(transactional_db, live_server, admin_key, make_board):
     board = make_board()
     event = {"user_id": "alice", "points": 5, "event_id": "survives-outage"}
-    with httpx.Client(
-        base_url=live_server.url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
-    ) as client:
+    with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30) as client:
         # Warm the web process's producer pool, so the outage meets a live connection.
         warm = client.post(scores_url(board.slug), json={"user_id": "warm", "points": 1})
         assert warm.status_code == 202, warm.text

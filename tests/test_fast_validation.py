@@ -1,0 +1,57 @@
+"""The fast validation path agrees with the DRF serializers on every input it accepts."""
+
+import pytest
+
+from rankings.models import Leaderboard
+from scores.fast_validation import valid_events
+from scores.serializers import ScoreBatchSerializer, ScoreEventSerializer
+
+BOARD = Leaderboard(slug="b", name="b", min_points=-10, max_points=100)
+
+ACCEPTED = [
+    {"user_id": "a", "points": 5},
+    {"user_id": "A.b:c-d_e", "points": -10, "event_id": "x" * 64},
+    {"events": [{"user_id": "a", "points": 100}, {"user_id": "b", "points": 0, "event_id": "e"}]},
+    {"events": [{"user_id": "u", "points": 1}] * 1000},
+]
+REFUSED = [
+    [],
+    "text",
+    {"user_id": "a"},
+    {"user_id": "a", "points": 101},
+    {"user_id": "a", "points": -11},
+    {"user_id": "a", "points": True},
+    {"user_id": "a", "points": 1.5},
+    {"user_id": "a", "points": "5"},
+    {"user_id": "", "points": 1},
+    {"user_id": "a b", "points": 1},
+    {"user_id": "é", "points": 1},
+    {"user_id": "a\n", "points": 1},
+    {"user_id": "x" * 65, "points": 1},
+    {"user_id": "a", "points": 1, "event_id": None},
+    {"user_id": "a", "points": 1, "event_id": "x" * 65},
+    {"events": []},
+    {"events": [{"user_id": "u", "points": 1}] * 1001},
+    {"events": [{"user_id": "a", "points": 1}], "user_id": "a"},
+    {"events": [{"user_id": "a", "points": 1}, "nope"]},
+    {"events": {"user_id": "a", "points": 1}},
+]
+
+
+@pytest.mark.parametrize("data", ACCEPTED)
+def test_it_accepts_what_the_serializers_accept(data):
+    events = valid_events(data, BOARD)
+    assert events is not None
+    if "events" in data:
+        serializer = ScoreBatchSerializer(data=data, context={"leaderboard": BOARD})
+        assert serializer.is_valid(), serializer.errors
+        assert events == [dict(e) for e in serializer.validated_data["events"]]
+    else:
+        serializer = ScoreEventSerializer(data=data, context={"leaderboard": BOARD})
+        assert serializer.is_valid(), serializer.errors
+        assert events == [dict(serializer.validated_data)]
+
+
+@pytest.mark.parametrize("data", REFUSED)
+def test_it_leaves_everything_else_to_the_serializers(data):
+    assert valid_events(data, BOARD) is None
