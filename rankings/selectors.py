@@ -182,5 +182,24 @@ def _user_rank_from_database(
     return UserRankView(user_id=user_id, score=score, rank=rank, total=total, around=neighbours)
 
 
+_slug_cache: dict[str, tuple[float, Leaderboard]] = {}
+
+
 def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:
-    return Leaderboard.objects.filter(slug=slug).first()
+    """Every request names its board; a per-process copy saves a query each time."""
+    now = time.monotonic()
+    hit = _slug_cache.get(slug)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    board = Leaderboard.objects.filter(slug=slug).first()
+    if board is not None:
+        if len(_slug_cache) > 10_000:
+            _slug_cache.clear()
+        _slug_cache[slug] = (now + _BOARD_TTL_SECONDS, board)
+    return board
+
+
+def cached_boards_forget() -> None:
+    """Drop this process's board copies (a board deleted and made again under its slug)."""
+    _board_cache.clear()
+    _slug_cache.clear()

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from leaderboard_project.celery import app as celery_app
 from rankings.models import Leaderboard
+from rankings.selectors import cached_boards_forget
 from rankings.services import leaderboard_create
 from scores.models import ApiKey
 from tasks.queues import all_queue_names
@@ -135,6 +136,12 @@ def worker(strategy: str, celery_workers: Workers, transactional_db: None, setti
     settings.LEADERBOARD_RANKING_STRATEGY = strategy
     celery_workers.ensure(strategy)
     return celery_workers
+
+
+@pytest.fixture(autouse=True)
+def _fresh_board_copies() -> None:
+    # Each test's database starts empty, and slugs repeat from test to test.
+    cached_boards_forget()
 
 
 @pytest.fixture
