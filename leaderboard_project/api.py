@@ -1,8 +1,9 @@
-"""Pieces every API view shares: the JSON 413 for oversized bodies and the 503 for a
-broker outage."""
+"""Pieces every API view shares: the JSON 413 for oversized bodies and the 503s for a
+broker or database outage."""
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -12,6 +13,12 @@ class RequestTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "request_too_large"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable; retry later."
+    default_code = "service_unavailable"
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -26,4 +33,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     # DATA_UPLOAD_MAX_MEMORY_SIZE with an exception Django would turn into an HTML 400.
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge(f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+    # A database restart is an outage, not a server bug: tell the client to come back.
+    elif isinstance(exc, OperationalError | InterfaceError):
+        exc = DatabaseUnavailable()
     return exception_handler(exc, context)

@@ -27,57 +27,54 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Workers:
-    """Real ``celery worker`` processes on the test queues, against the test database."""
+    """Real ``celery worker`` (and beat) processes on the test queues and database."""
 
     def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
+        self.procs: dict[str, subprocess.Popen] = {}
         self.strategy: str | None = None
         self.log_path = ROOT / ".run" / "test-worker.log"
 
     def env(self, strategy: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "tests.settings",
-                "LEADERBOARD_DB_NAME": connection.settings_dict["NAME"],
-                "LEADERBOARD_RANKING_STRATEGY": strategy,
-            }
-        )
-        return env
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "LEADERBOARD_DB_NAME": connection.settings_dict["NAME"],
+            "LEADERBOARD_RANKING_STRATEGY": strategy,
+        }
 
-    def start(self, strategy: str, concurrency: int = 2, name: str = "w1", queues: list[str] | None = None) -> None:
+    def _spawn(self, name: str, args: list[str], strategy: str) -> subprocess.Popen:
+        self.log_path.parent.mkdir(exist_ok=True)
+        with open(self.log_path, "a") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "leaderboard_project", *args],
+                cwd=ROOT,
+                env=self.env(strategy),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: killed as a whole
+            )
+        self.procs[name] = proc
+        self.strategy = strategy
+        return proc
+
+    def start(self, strategy: str, name: str = "all", queues: list[str] | None = None, concurrency: int = 2) -> None:
         prefix = django_settings.LEADERBOARD_QUEUE_PREFIX
         queues = queues or all_queue_names(prefix, django_settings.LEADERBOARD_INGEST_PARTITIONS)
         node = f"{prefix}-{name}-{os.getpid()}@{socket.gethostname()}"
-        self.log_path.parent.mkdir(exist_ok=True)
-        log = open(self.log_path, "a")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "leaderboard_project",
-                "worker",
-                "-n",
-                node,
-                "-Q",
-                ",".join(queues),
-                "-c",
-                str(concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=self.env(strategy),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append(proc)
-        self.strategy = strategy
+        args = [
+            "worker",
+            "-n",
+            node,
+            "-Q",
+            ",".join(queues),
+            "-c",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
+        proc = self._spawn(name, args, strategy)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -86,22 +83,33 @@ class Workers:
                 return
         raise RuntimeError(f"celery worker did not answer within 60 s; see {self.log_path}")
 
+    def start_beat(self, strategy: str) -> None:
+        schedule = ROOT / ".run" / f"beat-{os.getpid()}.db"
+        self._spawn("beat", ["beat", "--loglevel", "INFO", "-s", str(schedule)], strategy)
+
     def ensure(self, strategy: str) -> None:
-        if self.strategy != strategy or not self.procs or any(p.poll() is not None for p in self.procs):
+        running = set(self.procs) == {"all"} and self.procs["all"].poll() is None
+        if self.strategy != strategy or not running:
             self.stop()
             self.start(strategy)
 
+    def kill(self, name: str) -> None:
+        """``kill -9`` a worker: its parent and its pool processes, nothing cleaned up."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def stop(self) -> None:
-        for proc in self.procs:
+        for proc in self.procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
+        for proc in self.procs.values():
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self.procs = []
+        self.procs = {}
         self.strategy = None
 
 

@@ -1,0 +1,303 @@
+"""Faults real deployments see, on the real services: nothing accepted is lost or counted
+twice, and the top-N recovers.
+
+Every event is worth one point on a ``sum`` board, so a user's score is the number of
+its events applied: ``lost`` and ``doubled`` below are counts of events, exactly.
+These tests stop and restart the machine's RabbitMQ, Redis and PostgreSQL.
+"""
+
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import OperationalError, connection
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from kombu import Connection
+
+from rankings import cache
+from rankings.models import Leaderboard
+from rankings.selectors import leaderboard_top, leaderboard_user_rank
+from scores.models import ProcessedEvent
+from scores.services import score_events_submit
+from tasks.beat import schedules_install
+from tasks.queues import QueueRole, all_queue_names, role_queue_name
+from tests.checks import assert_top_consistent, db_scores, eventually, queued_messages
+from tests.conftest import Workers
+
+pytestmark = [pytest.mark.faults, pytest.mark.pipeline]
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGY = "merge_tree"
+PREFIX = settings.LEADERBOARD_QUEUE_PREFIX
+INGEST_QUEUES = all_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS)[:-2]
+RANK_QUEUES = [role_queue_name(PREFIX, QueueRole.RANK), role_queue_name(PREFIX, QueueRole.MAINTENANCE)]
+
+
+@pytest.fixture
+def stack(celery_workers: Workers, transactional_db: None, settings) -> Workers:
+    """Separate ingest and rank workers, so a test can kill one kind."""
+    settings.LEADERBOARD_RANKING_STRATEGY = STRATEGY
+    celery_workers.stop()
+    celery_workers.start(STRATEGY, name="ingest", queues=INGEST_QUEUES)
+    celery_workers.start(STRATEGY, name="rank", queues=RANK_QUEUES)
+    yield celery_workers
+    celery_workers.stop()
+
+
+@dataclass
+class Ledger:
+    """What the service accepted (202 or a returned submit), per user."""
+
+    accepted: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, events: list[dict]) -> None:
+        with self.lock:
+            self.accepted.update(e["user_id"] for e in events)
+
+    @property
+    def total(self) -> int:
+        return sum(self.accepted.values())
+
+
+def make_events(count: int, users: int, tag: str) -> list[dict]:
+    return [{"user_id": f"u{n % users}", "points": 1, "event_id": f"{tag}-{n}"} for n in range(count)]
+
+
+def submit_in_background(board: Leaderboard, events: list[dict], ledger: Ledger, batch: int, pause: float):
+    def run() -> None:
+        for i in range(0, len(events), batch):
+            chunk = events[i : i + batch]
+            score_events_submit(leaderboard=board, events=chunk)
+            ledger.add(chunk)
+            time.sleep(pause)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def db_ready() -> None:
+    try:
+        connection.ensure_connection()
+    except OperationalError:
+        connection.close()
+        raise AssertionError("database not answering yet") from None
+
+
+def settle(board: Leaderboard, ledger: Ledger, timeout: float = 300) -> dict[str, int]:
+    """Wait for the drain; return the figures (and fail on any loss or double count)."""
+    started = time.monotonic()
+
+    def drained() -> None:
+        db_ready()
+        assert queued_messages() == 0
+        assert Counter(db_scores(board)) == ledger.accepted
+        assert_top_consistent(board)
+
+    try:
+        eventually(drained, timeout=timeout, interval=0.5)
+    finally:
+        actual = Counter(db_scores(board))
+        figures = {
+            "accepted": ledger.total,
+            "applied": sum(actual.values()),
+            "lost": sum((ledger.accepted - actual).values()),
+            "doubled": sum((actual - ledger.accepted).values()),
+            "event_ids_recorded": ProcessedEvent.objects.filter(leaderboard=board).count(),
+            "drain_seconds": round(time.monotonic() - started, 1),
+        }
+        print(f"\n[faults] {figures}")
+    assert figures["lost"] == 0 and figures["doubled"] == 0
+    assert figures["event_ids_recorded"] == ledger.total
+    return figures
+
+
+def test_it_survives_ingest_workers_killed_three_times(stack, make_board):
+    board = make_board(top_n=50)
+    ledger = Ledger()
+    events = make_events(50_000, users=2_000, tag="k")
+    loader = submit_in_background(board, events, ledger, batch=250, pause=0.05)
+    kills = 0
+    while kills < 3:
+        time.sleep(2)
+        assert queued_messages() > 0 or loader.is_alive(), "the load ended before the kill"
+        stack.kill("ingest")  # kill -9 of the worker and its pool processes
+        kills += 1
+        time.sleep(0.5)
+        stack.start(STRATEGY, name="ingest", queues=INGEST_QUEUES)
+    loader.join()
+    figures = settle(board, ledger)
+    print(f"[faults] ingest worker killed {kills} times; events sent {len(events)}; {figures}")
+
+
+def test_it_recovers_the_top_n_after_a_rank_worker_is_killed(stack, make_board):
+    # Beat runs the reconcile every 2 s here, as an operator may set it in the admin.
+    schedules_install()
+    fast, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.filter(task="tasks.maintenance.reconcile_topn").update(interval=fast)
+    stack.start_beat(STRATEGY)
+    board = make_board(top_n=50)
+    ledger = Ledger()
+    loader = submit_in_background(board, make_events(20_000, users=3_000, tag="r"), ledger, batch=200, pause=0.05)
+    for _ in range(2):
+        time.sleep(2)
+        stack.kill("rank")
+        time.sleep(0.5)
+        stack.start(STRATEGY, name="rank", queues=RANK_QUEUES)
+    restarted = time.monotonic()
+    loader.join()
+    figures = settle(board, ledger)
+    print(f"[faults] rank worker killed twice; top-N true {time.monotonic() - restarted:.1f}s after the restart")
+    assert figures["applied"] == 20_000
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=180)
+
+
+def _broker_up() -> None:
+    try:
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        raise AssertionError(f"broker not back: {exc}") from exc
+
+
+def test_it_answers_503_during_a_broker_restart_and_applies_every_202_once(stack, make_board, live_server, admin_key):
+    board = make_board(top_n=50)
+    ledger = Ledger()
+    statuses: Counter = Counter()
+    first_202_after: list[float] = []
+    restarted_at: list[float] = []
+
+    def client(n: int) -> None:
+        events = make_events(3_000, users=500, tag=f"b{n}")
+        with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {admin_key}"}) as http:
+            for i in range(0, len(events), 30):
+                chunk = events[i : i + 30]
+                body = chunk[0] if len(chunk) == 1 else {"events": chunk}
+                deadline = time.monotonic() + 120
+                while True:  # the documented client contract: resend on 503, same event ids
+                    status = http.post(f"/api/v1/leaderboards/{board.slug}/scores", json=body, timeout=30).status_code
+                    statuses[status] += 1
+                    if status == 202:
+                        ledger.add(chunk)
+                        if restarted_at and not first_202_after:
+                            first_202_after.append(time.monotonic() - restarted_at[0])
+                        break
+                    assert status == 503 and time.monotonic() < deadline, status
+                    time.sleep(0.2)
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    try:
+        _rabbitmqctl("stop_app")
+        time.sleep(3)
+    finally:
+        _rabbitmqctl("start_app")
+        restarted_at.append(time.monotonic())
+    eventually(_broker_up, timeout=60)
+    for thread in threads:
+        thread.join(timeout=300)
+    figures = settle(board, ledger)
+    print(f"[faults] broker restart: statuses {dict(statuses)}; first 202 {first_202_after} s after restart")
+    assert set(statuses) <= {202, 503}
+    assert statuses[503] > 0, "the outage was not seen"
+    assert figures["accepted"] == 12_000
+
+
+def _redis(*args: str) -> None:
+    subprocess.run(["redis-cli", "-p", "6379", *args], capture_output=True, timeout=30)
+
+
+def _redis_start() -> None:
+    subprocess.run([str(ROOT / "bin" / "ensure-services")], check=True, capture_output=True, timeout=120)
+
+
+def _reads_answer(board: Leaderboard) -> None:
+    top = leaderboard_top(leaderboard=board, limit=10, strategy=STRATEGY)
+    assert len(top.entries) > 0
+    assert leaderboard_user_rank(leaderboard=board, user_id=top.entries[0]["user_id"], around=2) is not None
+
+
+def test_it_keeps_reading_through_a_redis_flush_and_outage(stack, make_board):
+    board = make_board(top_n=50)
+    ledger = Ledger()
+    loader = submit_in_background(board, make_events(15_000, users=1_000, tag="c"), ledger, batch=200, pause=0.05)
+    time.sleep(2)
+    _redis("flushall")
+    _reads_answer(board)
+    _redis("shutdown", "nosave")
+    try:
+        for _ in range(10):  # reads answer from the database while Redis is gone
+            _reads_answer(board)
+            time.sleep(0.2)
+    finally:
+        _redis_start()
+    loader.join()
+    settle(board, ledger)
+
+    # Redis returns empty: the first reads refill the top-N and start the index rebuild.
+    _redis("flushall")
+    emptied = time.monotonic()
+
+    def rebuilt() -> None:
+        _reads_answer(board)
+        assert cache.index_is_ready(cache.redis_client(), board.id, board.current_period())
+        assert_top_consistent(board)
+
+    eventually(rebuilt, timeout=5, interval=0.1)
+    took = time.monotonic() - emptied
+    print(f"[faults] Redis flushed after the drain: cached top-N and rank index rebuilt in {took:.2f}s")
+
+
+def test_it_waits_out_a_postgres_restart(stack, make_board):
+    board = make_board(top_n=50)
+    ledger = Ledger()
+    loader = submit_in_background(board, make_events(15_000, users=1_000, tag="p"), ledger, batch=200, pause=0.05)
+    time.sleep(2)
+    version = Path("/etc/postgresql").iterdir().__next__().name
+    started = time.monotonic()
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120)
+    connection.close()  # this process's connection died with the server
+    loader.join()
+    figures = settle(board, ledger)
+    print(f"[faults] Postgres restarted; drained {time.monotonic() - started:.1f}s after the restart: {figures}")
+
+
+def test_it_counts_200_concurrent_writers_to_one_user_exactly(stack, make_board):
+    board = make_board()
+    ledger = Ledger()
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for k in range(5):
+                chunk = [{"user_id": "hot", "points": 1, "event_id": f"w{n}-{k}"}]
+                score_events_submit(leaderboard=board, events=chunk)
+                ledger.add(chunk)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    log_start = stack.log_path.stat().st_size
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    settle(board, ledger)
+    with open(stack.log_path) as log:
+        log.seek(log_start)
+        assert "deadlock detected" not in log.read()
+    assert db_scores(board) == {"hot": 1000}
