@@ -46,7 +46,7 @@ def board_key(leaderboard_id: int, period: str) -> str:
     return f"{leaderboard_id}:{period}"
 
 
-def _split_key(key: str) -> tuple[int, str]:
+def split_board_key(key: str) -> tuple[int, str]:
     leaderboard_id, period = key.split(":", 1)
     return int(leaderboard_id), period
 
@@ -56,11 +56,11 @@ def partial_from_rows(*, changed: list[list], index: bool = True) -> Partial:
     grouped: dict[str, list[Row]] = defaultdict(list)
     for leaderboard_id, period, user_id, score, reached_us, version in changed:
         grouped[board_key(leaderboard_id, period)].append([user_id, score, reached_us, version])
-    boards = leaderboards_by_id({_split_key(key)[0] for key in grouped})
+    boards = leaderboards_by_id({split_board_key(key)[0] for key in grouped})
     partial: Partial = {}
     client = cache.redis_client() if index else None
     for key, rows in sorted(grouped.items()):
-        leaderboard_id, period = _split_key(key)
+        leaderboard_id, period = split_board_key(key)
         board = boards.get(leaderboard_id)
         if board is None:
             continue
@@ -76,10 +76,10 @@ def partials_merge(*, partials: list[Partial]) -> Partial:
     for partial in partials:
         for key, rows in partial.items():
             grouped[key].extend(rows)
-    boards = leaderboards_by_id({_split_key(key)[0] for key in grouped})
+    boards = leaderboards_by_id({split_board_key(key)[0] for key in grouped})
     merged: Partial = {}
     for key, rows in sorted(grouped.items()):
-        board = boards.get(_split_key(key)[0])
+        board = boards.get(split_board_key(key)[0])
         if board is not None:
             merged[key] = top_k(rows, board.top_n, is_desc(board))
     return merged
@@ -96,9 +96,9 @@ def _fell(current: list[Row], fresh: dict[str, Row], desc: bool) -> bool:
 
 def topn_publish(*, partial: Partial) -> None:
     """The root: merge each board's candidates into its top-N, then publish it."""
-    boards = leaderboards_by_id({_split_key(key)[0] for key in partial})
+    boards = leaderboards_by_id({split_board_key(key)[0] for key in partial})
     for key, candidates in sorted(partial.items()):
-        leaderboard_id, period = _split_key(key)
+        leaderboard_id, period = split_board_key(key)
         board = boards.get(leaderboard_id)
         if board is None:
             continue

@@ -6,10 +6,12 @@ at most ``fan_in`` members merge them level by level (at most ten levels) until 
 top-K per board reaches ``publish_top``, the root.
 """
 
+import logging
 import math
 
 from celery import chord, shared_task
 from celery.canvas import Signature
+from celery_batches import Batches, SimpleRequest
 from django.conf import settings
 
 from rankings.models import Leaderboard
@@ -17,12 +19,16 @@ from rankings.selectors import leaderboards_by_id
 from rankings.services import (
     Partial,
     board_repair,
+    board_repair_request,
     partial_from_rows,
     partials_merge,
+    split_board_key,
     topn_publish,
     topn_snapshot_from_index,
 )
 from tasks.errors import TRANSIENT_ERRORS
+
+logger = logging.getLogger(__name__)
 
 # Ranking state is derived: after 20 tries the reconcile schedule repairs what is left.
 _RETRYING = {
@@ -44,20 +50,44 @@ def merge_partials(partials: list[Partial]) -> Partial:
     return partials_merge(partials=partials)
 
 
-@shared_task(name="tasks.ranking.publish_top", **_RETRYING)
-def publish_top(partial: Partial, levels: int = 0) -> int:
-    topn_publish(partial=partial)
-    return levels
+# The roots of many trees are buffered and run as one: one top-N lock, one candidate read
+# and one write per board for up to ROOT_BATCH trees instead of one each. Roots write
+# derived state, so a root that fails is repaired from the database, not retried.
+ROOT_BATCH = {"flush_every": 200, "flush_interval": 0.05, "acks_late": True}
 
 
-@shared_task(name="tasks.ranking.index_and_snapshot", **_RETRYING)
-def index_and_snapshot(changed: list[list]) -> None:
-    """sorted_set strategy: the index is the top-N; refresh the admin table from it."""
-    partial = partial_from_rows(changed=changed)
-    boards = leaderboards_by_id({int(key.split(":", 1)[0]) for key in partial})
-    for key in partial:
-        leaderboard_id, period = key.split(":", 1)
-        topn_snapshot_from_index(leaderboard=boards[int(leaderboard_id)], period=period)
+@shared_task(base=Batches, name="tasks.ranking.publish_top", **ROOT_BATCH)
+def publish_top(requests: list[SimpleRequest]) -> None:
+    levels = [int(request.kwargs.get("levels", 0)) for request in requests]
+    merged = partials_merge(partials=[request.args[0] for request in requests])
+    try:
+        topn_publish(partial=merged)
+    except Exception:
+        logger.exception("merge root failed; repairing %s from the database", sorted(merged))
+        _repair(merged)
+    logger.info("merge roots: trees=%d levels=%s", len(levels), ",".join(map(str, levels)))
+
+
+@shared_task(base=Batches, name="tasks.ranking.snapshot_top", **ROOT_BATCH)
+def snapshot_top(requests: list[SimpleRequest]) -> None:
+    """sorted_set strategy: the index is the top-N; copy its head into the admin table."""
+    keys = sorted({key for request in requests for key in request.args[0]})
+    try:
+        for leaderboard_id, period in map(split_board_key, keys):
+            board = leaderboards_by_id({leaderboard_id}).get(leaderboard_id)
+            if board is not None:
+                topn_snapshot_from_index(leaderboard=board, period=period)
+    except Exception:
+        logger.exception("top-N snapshot failed; repairing %s from the database", keys)
+        _repair(dict.fromkeys(keys))
+
+
+def _repair(board_keys: dict) -> None:
+    boards = leaderboards_by_id({split_board_key(key)[0] for key in board_keys})
+    for key in board_keys:
+        leaderboard_id, period = split_board_key(key)
+        if leaderboard_id in boards:
+            board_repair_request(leaderboard=boards[leaderboard_id], period=period)
 
 
 @shared_task(name="tasks.ranking.repair_board", **_RETRYING)
@@ -90,13 +120,20 @@ def merge_tree(leaves: list[list[list]]) -> tuple[Signature, int]:
 
 
 def ranking_dispatch(changed: list[list]) -> None:
+    """Hand an ingest batch's changed rows to ranking.
+
+    A batch that fits one leaf is reduced right here (no task to hop through): its rows
+    go into the rank index and its top-K straight to the root. Larger ones become trees.
+    """
     if not changed:
         return
     size = settings.LEADERBOARD_MERGE_LEAF_SIZE
-    leaves = [changed[i : i + size] for i in range(0, len(changed), size)]
     if settings.LEADERBOARD_RANKING_STRATEGY == "sorted_set":
-        for leaf in leaves:
-            index_and_snapshot.apply_async(args=[leaf])
+        partial = partial_from_rows(changed=changed)
+        snapshot_top.apply_async(args=[sorted(partial)])
         return
-    canvas, _ = merge_tree(leaves)
+    if len(changed) <= size:
+        publish_top.apply_async(args=[partial_from_rows(changed=changed)], kwargs={"levels": 0})
+        return
+    canvas, _ = merge_tree([changed[i : i + size] for i in range(0, len(changed), size)])
     canvas.apply_async()

@@ -70,8 +70,9 @@ def _send(base_url: str, key: str, slug: str, requests: list[list[dict]]) -> int
 
 
 def _merge_levels(log_text: str) -> list[int]:
-    """Chord levels of each merge tree the worker finished (its root returns the count)."""
-    return [int(n) for n in re.findall(r"tasks\.ranking\.publish_top\[[^\]]+\] succeeded in \S+: (\d+)", log_text)]
+    """Chord levels of each merge tree the worker finished (its root logs them)."""
+    runs = re.findall(r"merge roots: trees=\d+ levels=([\d,]+)", log_text)
+    return [int(n) for run in runs for n in run.split(",")]
 
 
 def test_it_is_exact_under_concurrent_load(worker, live_server, admin_key, strategy):
