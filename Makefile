@@ -30,3 +30,10 @@ lint: venv
 test: venv services lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -q -ra --durations=15
+
+# The benchmark (bench/): its own database, Redis DBs, queues, gunicorn and workers.
+bench: venv services
+	$(BIN)/python -m bench --out bench-results
+
+bench-quick: venv services
+	$(BIN)/python -m bench --quick --out bench-results/quick

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
@@ -18,3 +19,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/", include(api_v1)),
 ]
+
+if settings.LEADERBOARD_BENCH_ENDPOINTS:
+    urlpatterns.append(path("bench/", include("bench.urls")))

@@ -1,0 +1,1 @@
+"""The benchmark: ``python -m bench [--quick] [--out DIR]`` measures the service against baselines in one run."""

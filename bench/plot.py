@@ -1,0 +1,109 @@
+"""The run's PNG: throughput and latency against load, latency against board size, freshness."""
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after choosing the non-interactive backend
+
+
+def _by_concurrency(runs: dict[str, Any], pick: str) -> tuple[list[int], list[float]]:
+    points = sorted((int(c), r[pick]) for c, r in runs.items())
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot(path: Path, raw: dict[str, Any], title: str) -> None:
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    base = raw["baselines"]
+    strategies = raw["strategies"]
+
+    ax = axes[0][0]
+    for strategy, data in strategies.items():
+        uniform = {k.split("/c")[1]: v for k, v in data["e2e"].items() if k.startswith("uniform/")}
+        xs, ys = _by_concurrency(uniform, "events_per_s")
+        ax.plot(xs, ys, "o-", label=f"end to end batched, {strategy} (events/s)")
+    xs, ys = _by_concurrency(raw["single_event"], "ok_per_s")
+    ax.plot(xs, ys, "s-", label="single-event POST (req/s)")
+    xs, ys = _by_concurrency(base["noop_post"], "ok_per_s")
+    ax.plot(xs, ys, "^--", label="bare DRF POST (req/s)")
+    for name, label, style in (
+        ("raw_upsert", "raw batched upsert", ":"),
+        ("redis_zincrby", "pipelined ZINCRBY", "-."),
+        ("naive_celery", "one task per event", "--"),
+    ):
+        ax.axhline(base[name]["events_per_s"], linestyle=style, color="grey", linewidth=1)
+        ax.annotate(
+            f"{label} (events/s)",
+            (0.01, base[name]["events_per_s"]),
+            xycoords=("axes fraction", "data"),
+            fontsize=7,
+            va="bottom",
+            color="dimgrey",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent connections")
+    ax.set_ylabel("per second (log)")
+    ax.set_title("Throughput against load")
+    ax.legend(fontsize=7, loc="center right")
+
+    ax = axes[0][1]
+    sizes = sorted(int(n) for n in raw["user_rank_c1"])
+    for pct, style in (("p50", "o-"), ("p99", "s--")):
+        ax.plot(
+            sizes,
+            [raw["user_rank_c1"][str(n)]["latency_ms"][pct] for n in sizes],
+            style,
+            label=f"user-rank read {pct}, c=1",
+        )
+    ref = raw["user_rank"][str(sizes[0])]["concurrency"]
+    ax.plot(
+        sizes,
+        [raw["user_rank"][str(n)]["latency_ms"]["p99"] for n in sizes],
+        "d:",
+        label=f"user-rank read p99, c={ref}",
+    )
+    ax.axhline(10, color="red", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("users on the board (log)")
+    ax.set_ylabel("latency ms (log)")
+    ax.set_title("User-rank read latency against board size (target p99 <= 10 ms at 1M)")
+    ax.legend(fontsize=7)
+
+    ax = axes[1][0]
+    for name, runs, c1 in (
+        ("top-N read", strategies["merge_tree"]["top_read"], strategies["merge_tree"]["top_read_c1"]),
+        ("bare DRF GET", base["noop_get"], base["noop_get_c1"]),
+    ):
+        merged = {"1": c1, **runs}
+        for pct, style in (("p50", "o-"), ("p99", "s--")):
+            xs = sorted(int(c) for c in merged)
+            ax.plot(xs, [merged[str(c)]["latency_ms"][pct] for c in xs], style, label=f"{name} {pct}")
+    ax.axhline(5, color="red", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent connections")
+    ax.set_ylabel("latency ms (log)")
+    ax.set_title("Read latency against load (target top-N p99 <= 5 ms)")
+    ax.legend(fontsize=7)
+
+    ax = axes[1][1]
+    for strategy, data in strategies.items():
+        samples = sorted(data["freshness"]["samples_ms"])
+        if samples:
+            ys = [(i + 1) / len(samples) for i in range(len(samples))]
+            rate = data["freshness"]["target_events_per_s"]
+            ax.step(samples, ys, where="post", label=f"{strategy} at {rate:.0f} events/s")
+    ax.axvline(1000, color="red", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms from 202 to visible in GET /top (log)")
+    ax.set_ylabel("fraction of probes")
+    ax.set_title("Freshness at half the max sustained rate (target p99 <= 1 s)")
+    ax.legend(fontsize=7)
+
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,137 @@
+"""The run: prepare the isolated stores, start the stack, measure every phase, stop everything."""
+
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from bench import baselines, service
+from bench.boards import board_make, board_seed, statistics_refresh, write_key
+from bench.config import BenchConfig, bench_env
+from bench.merge_log import log_offset, task_costs
+from bench.stack import Stack
+from bench.workload import uniform, zipf
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def use_bench_env() -> None:
+    """Make this process's environment the benchmark's before Django reads its settings."""
+    env = bench_env()
+    for name in [k for k in os.environ if k.startswith(("LEADERBOARD_", "DJANGO_")) and k not in env]:
+        del os.environ[name]
+    os.environ.update(env)
+
+
+def _e2e_plan(cfg: BenchConfig, strategy: str) -> list[tuple[str, int]]:
+    uniform_runs = cfg.concurrencies if strategy == "merge_tree" else (cfg.ref_concurrency,)
+    return [*(("uniform", c) for c in uniform_runs), ("zipf", cfg.ref_concurrency)]
+
+
+def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
+    raw: dict[str, Any] = {"seeding_s": {}, "seeding_steps": {}, "strategies": {}}
+    say(f"starting gunicorn and workers on port {stack.port}")
+    stack.start("merge_tree", naive=True)
+    raw["processes"] = stack.describe()
+    ctx = service.Ctx(cfg, stack, {"Authorization": f"Bearer {write_key()}"}, np.random.default_rng(cfg.seed))
+
+    sized: dict[int, Any] = {}
+    for users in cfg.board_sizes:
+        started = time.monotonic()
+        sized[users], raw["seeding_steps"][str(users)] = board_seed(f"size-{users}", users, cfg)
+        raw["seeding_s"][str(users)] = time.monotonic() - started
+        say(f"seeded a board of {users} users in {raw['seeding_s'][str(users)]:.1f} s")
+    raw["analyze_s"] = statistics_refresh()
+
+    base: dict[str, Any] = {}
+    base["raw_upsert"] = baselines.raw_upsert(cfg)
+    say(f"baseline raw batched upsert: {base['raw_upsert']['events_per_s']:.0f} events/s")
+    base["redis_zincrby"] = baselines.redis_zincrby(cfg)
+    say(f"baseline pipelined ZINCRBY: {base['redis_zincrby']['events_per_s']:.0f} events/s")
+    base["naive_celery"] = baselines.naive_celery(cfg, board_make("naive").id)
+    say(f"baseline one task per event: {base['naive_celery']['events_per_s']:.0f} events/s")
+    stack.terminate("naive")  # reaped at the next start or at the end
+    base["noop_post"] = {str(c): service.noop_post(ctx, c).as_dict() for c in cfg.concurrencies}
+    base["noop_get"] = {str(c): service.reads(ctx, [ctx.noop], c, cfg.duration) for c in cfg.concurrencies}
+    base["noop_get_c1"] = service.reads(ctx, [ctx.noop], 1, cfg.latency_duration)
+    say(f"baseline bare DRF endpoint: POST {base['noop_post'][str(cfg.ref_concurrency)]['ok_per_s']:.0f} req/s")
+    raw["baselines"] = base
+
+    largest = sized[max(sized)]
+    for strategy in cfg.strategies:
+        if strategy != stack.strategy:
+            say(f"restarting gunicorn and workers with LEADERBOARD_RANKING_STRATEGY={strategy}")
+            stack.start(strategy)
+            say("restarted")
+        raw["strategies"][strategy] = _strategy_phases(ctx, strategy, say, largest)
+        if strategy == "merge_tree":
+            raw.update(_default_only_phases(ctx, sized, say))
+    return raw
+
+
+def _strategy_phases(ctx: service.Ctx, strategy: str, say: Progress, top_board: Any) -> dict[str, Any]:
+    cfg = ctx.cfg
+    top_url = ctx.api(top_board.slug, "top?limit=10")
+    out: dict[str, Any] = {"e2e": {}}
+    rank_log, ingest_log = ctx.stack.log_path("rank"), ctx.stack.log_path("ingest")
+    offsets = log_offset(rank_log), log_offset(ingest_log)
+    for dist, concurrency in _e2e_plan(cfg, strategy):
+        board = board_make(f"e2e-{strategy.replace('_', '-')}-{dist}-c{concurrency}")
+        sampler = uniform(cfg.user_space) if dist == "uniform" else zipf(cfg.user_space, cfg.zipf_s)
+        result = service.e2e_batched(ctx, board, sampler, concurrency)
+        out["e2e"][f"{dist}/c{concurrency}"] = result
+        say(
+            f"{strategy} end to end, {dist}, c={concurrency}: {result['events_per_s']:.0f} events/s "
+            f"(accepted {result['http']['accepted_events']}, complete={result['complete']})"
+        )
+    out["rank_tasks"] = task_costs(rank_log, offsets[0], log_offset(rank_log))
+    out["ingest_tasks"] = task_costs(ingest_log, offsets[1], log_offset(ingest_log))
+
+    best = max(r["events_per_s"] for k, r in out["e2e"].items() if k.startswith("uniform/"))
+    out["freshness"] = service.freshness(ctx, board_make(f"fresh-{strategy.replace('_', '-')}"), best / 2)
+    say(f"{strategy} freshness at {best / 2:.0f} events/s: {_fmt_summary(out['freshness']['ms'])}")
+
+    out["top_read_c1"] = service.reads(ctx, [top_url], 1, cfg.latency_duration)
+    sweep = cfg.concurrencies if strategy == "merge_tree" else (cfg.ref_concurrency,)
+    out["top_read"] = {str(c): service.reads(ctx, [top_url], c, cfg.duration) for c in sweep}
+    say(f"{strategy} top-N read, c=1: {_fmt_summary(out['top_read_c1']['latency_ms'])}")
+    return out
+
+
+def _default_only_phases(ctx: service.Ctx, sized: dict[int, Any], say: Progress) -> dict[str, Any]:
+    """Figures that do not depend on the ranking strategy, measured once with the default."""
+    cfg = ctx.cfg
+    out: dict[str, Any] = {"single_event": {}, "user_rank_c1": {}, "user_rank": {}, "ingest_cost": {}}
+    board = board_make("single")
+    points = 0
+    for concurrency in cfg.concurrencies:
+        load, summary = service.single_events(ctx, board, concurrency)
+        out["single_event"][str(concurrency)] = summary
+        points += load.accepted_points
+        # Each level starts on idle workers, as the bare endpoint's did.
+        summary["settle"] = service.settle(ctx, board, points)
+        say(f"single-event submissions, c={concurrency}: {summary['ok_per_s']:.0f} req/s")
+
+    for users, sized_board in sized.items():
+        urls = service.user_urls(ctx, sized_board, users)
+        out["user_rank_c1"][str(users)] = service.reads(ctx, urls, 1, cfg.latency_duration)
+        out["user_rank"][str(users)] = service.reads(ctx, urls, cfg.ref_concurrency, cfg.duration)
+        say(f"user-rank read at {users} users, c=1: {_fmt_summary(out['user_rank_c1'][str(users)]['latency_ms'])}")
+
+    for users in (min(sized), max(sized)):
+        result = service.e2e_batched(ctx, sized[users], uniform(users), cfg.ref_concurrency)
+        out["ingest_cost"][str(users)] = result
+        say(f"ingest on a board of {users} users: {result['events_per_s']:.0f} events/s")
+    return out
+
+
+def _fmt_summary(ms: dict[str, float]) -> str:
+    return f"p50 {ms['p50']:.2f} ms, p99 {ms['p99']:.2f} ms (n={ms['n']})"

@@ -1,0 +1,240 @@
+"""The service's figures: end-to-end ingest, single submissions, freshness, top-N and user-rank reads."""
+
+import asyncio
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.config import BenchConfig
+from bench.load import Call, LoadResult, run_load, send, session
+from bench.stack import Stack
+from bench.stats import summary
+from bench.store import board_sum, queue_depth, wait_for_sum
+from bench.workload import USER_FORMAT, Sampler, batch_calls, get_calls, single_calls, uniform
+
+# Probe scores start far above anything the background load can reach.
+PROBE_BASE = 10**9
+_PROBE_TIMEOUT = 10.0
+_POLL_INTERVAL = 0.005
+
+
+@dataclass
+class Ctx:
+    cfg: BenchConfig
+    stack: Stack
+    write_headers: dict[str, str]
+    rng: np.random.Generator
+
+    def api(self, slug: str, tail: str) -> str:
+        return f"{self.stack.base_url}/api/v1/leaderboards/{slug}/{tail}"
+
+    @property
+    def noop(self) -> str:
+        return f"{self.stack.base_url}/bench/noop"
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def top_matches_database(ctx: Ctx, board: Any, limit: int = 10) -> bool:
+    """The served top-N equals the database's ORDER BY … LIMIT (user and score, in order)."""
+    from rankings.selectors import db_top_rows
+
+    try:
+        served = [(e["user_id"], e["score"]) for e in _get_json(ctx.api(board.slug, f"top?limit={limit}"))["entries"]]
+    except (OSError, ValueError, KeyError):  # an error answer (urllib's HTTPError is an OSError) is no match
+        return False
+    exact = [(r[0], r[1]) for r in db_top_rows(leaderboard=board, period=board.current_period(), limit=limit)]
+    return served == exact
+
+
+def _wait_top(ctx: Ctx, board: Any, deadline: float) -> float | None:
+    while True:
+        if top_matches_database(ctx, board):
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+
+
+def e2e_batched(ctx: Ctx, board: Any, sampler: Sampler, concurrency: int) -> dict[str, Any]:
+    """Batches sent for the phase; events/s from the first send until all are applied and the top-N shows them."""
+    from leaderboard_project.celery import app as celery_app
+
+    cfg = ctx.cfg
+    batches = cfg.max_events_per_run // cfg.batch_size + 1
+    calls = batch_calls(
+        ctx.api(board.slug, "scores"),
+        sampler,
+        batches=min(batches, 200),
+        batch_size=cfg.batch_size,
+        points_max=cfg.points_max,
+        rng=ctx.rng,
+    )
+    before = board_sum(board.id)
+    load = asyncio.run(
+        run_load(
+            calls,
+            concurrency=concurrency,
+            duration=cfg.duration,
+            headers=ctx.write_headers,
+            ok_status=202,
+            max_events=cfg.max_events_per_run,
+        )
+    )
+    backlog = queue_depth(celery_app)
+    deadline = load.finished + cfg.drain_timeout
+    applied = wait_for_sum(board.id, before + load.accepted_points, deadline)
+    visible = _wait_top(ctx, board, deadline) if applied is not None else None
+    # Events that do not change the top-N still feed the rank index: the run ends when the
+    # whole pipeline is idle too, or a backlog would grow without bound at this rate.
+    idle = ctx.stack.wait_quiet(max(1.0, deadline - time.monotonic())) if visible is not None else None
+    complete = visible is not None and idle is not None
+    end = max(visible, idle) if complete else time.monotonic()  # type: ignore[type-var]
+    fraction = 1.0 if applied is not None else (board_sum(board.id) - before) / max(1, load.accepted_points)
+    if not complete:
+        ctx.stack.wait_quiet(cfg.drain_timeout)  # the next phase starts on idle workers
+
+    def since(t: float | None) -> float | None:
+        return None if t is None else t - load.started
+
+    return {
+        "http": load.as_dict(),
+        "queued_after_send": backlog,
+        "applied_s": since(applied),
+        "visible_s": since(visible),
+        "idle_s": since(idle),
+        "complete": complete,
+        "events_per_s": fraction * load.accepted_events / (end - load.started),
+    }
+
+
+def http_load(ctx: Ctx, calls: list[Call], concurrency: int, duration: float, ok_status: int = 200) -> LoadResult:
+    return asyncio.run(
+        run_load(calls, concurrency=concurrency, duration=duration, headers=ctx.write_headers, ok_status=ok_status)
+    )
+
+
+def single_events(ctx: Ctx, board: Any, concurrency: int) -> tuple[LoadResult, dict[str, Any]]:
+    cfg = ctx.cfg
+    calls = single_calls(
+        ctx.api(board.slug, "scores"), uniform(cfg.user_space), count=4096, points_max=cfg.points_max, rng=ctx.rng
+    )
+    load = http_load(ctx, calls, concurrency, cfg.duration, ok_status=202)
+    return load, load.as_dict()
+
+
+def noop_post(ctx: Ctx, concurrency: int) -> LoadResult:
+    cfg = ctx.cfg
+    calls = single_calls(ctx.noop, uniform(cfg.user_space), count=4096, points_max=cfg.points_max, rng=ctx.rng)
+    return http_load(ctx, calls, concurrency, cfg.duration, ok_status=202)
+
+
+def settle(ctx: Ctx, board: Any, expected_sum: int) -> dict[str, Any]:
+    """Wait (bounded) until a board's events are applied; what is left then is purged."""
+    from bench.store import queues_purge
+    from leaderboard_project.celery import app as celery_app
+
+    started = time.monotonic()
+    applied = wait_for_sum(board.id, expected_sum, started + ctx.cfg.drain_timeout, interval=0.1)
+    if applied is None:
+        queues_purge(celery_app)
+    quiet = ctx.stack.wait_quiet(ctx.cfg.drain_timeout)
+    return {
+        "drained": applied is not None,
+        "seconds": (applied or time.monotonic()) - started,
+        "idle_after_s": None if quiet is None else quiet - started,
+    }
+
+
+def reads(ctx: Ctx, urls: list[str], concurrency: int, duration: float) -> dict[str, Any]:
+    load = http_load(ctx, get_calls(urls), concurrency, duration)
+    return load.as_dict()
+
+
+def user_urls(ctx: Ctx, board: Any, users: int, count: int = 2000) -> list[str]:
+    picks = ctx.rng.integers(0, users, size=count)
+    return [ctx.api(board.slug, f"users/{USER_FORMAT.format(u)}?around=5") for u in picks]
+
+
+async def _freshness(ctx: Ctx, board: Any, events_per_s: float) -> dict[str, Any]:
+    cfg = ctx.cfg
+    background = batch_calls(
+        ctx.api(board.slug, "scores"),
+        uniform(cfg.user_space),
+        batches=200,
+        batch_size=cfg.batch_size,
+        points_max=cfg.points_max,
+        rng=ctx.rng,
+    )
+    stop = asyncio.Event()
+    load_task = asyncio.create_task(
+        run_load(
+            background,
+            concurrency=4,
+            duration=cfg.freshness_probes * _PROBE_TIMEOUT + 10,
+            headers=ctx.write_headers,
+            ok_status=202,
+            events_per_s=events_per_s,
+            stop=stop,
+        )
+    )
+    await asyncio.sleep(min(1.0, cfg.duration / 3))
+    samples: list[float] = []
+    post_ms: list[float] = []
+    missed = probe_points = 0
+    top_url = ctx.api(board.slug, "top?limit=1")
+    headers = {"Content-Type": "application/json", **ctx.write_headers}
+    try:
+        async with session(2) as client:
+            for i in range(cfg.freshness_probes):
+                user = f"probe-{i:05d}"
+                body = json.dumps({"user_id": user, "points": PROBE_BASE + i}).encode()
+                posted = time.perf_counter()
+                status, _ = await send(client, Call("POST", ctx.api(board.slug, "scores"), body), headers)
+                accepted = time.perf_counter()
+                post_ms.append((accepted - posted) * 1000.0)
+                if status != 202:
+                    missed += 1
+                    continue
+                probe_points += PROBE_BASE + i
+                seen = None
+                while time.perf_counter() - accepted < _PROBE_TIMEOUT:
+                    status, raw = await send(client, Call("GET", top_url), headers)
+                    if status == 200 and (entries := json.loads(raw)["entries"]) and entries[0]["user_id"] == user:
+                        seen = time.perf_counter()
+                        break
+                    await asyncio.sleep(_POLL_INTERVAL)
+                if seen is None:
+                    missed += 1
+                else:
+                    samples.append((seen - accepted) * 1000.0)
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        load = await load_task
+    return {
+        "target_events_per_s": events_per_s,
+        "background": load.as_dict(),
+        "probes": cfg.freshness_probes,
+        "missed": missed,
+        "ms": summary(samples),
+        "probe_post_ms": summary(post_ms),
+        "samples_ms": samples,
+        "points": load.accepted_points + probe_points,
+    }
+
+
+def freshness(ctx: Ctx, board: Any, events_per_s: float) -> dict[str, Any]:
+    """Time from a probe's 202 to the probe at the head of GET /top, under background load."""
+    before = board_sum(board.id)
+    result = asyncio.run(_freshness(ctx, board, events_per_s))
+    # The background backlog drains before the next phase.
+    result["settle"] = settle(ctx, board, before + result.pop("points"))
+    return result

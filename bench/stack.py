@@ -1,0 +1,214 @@
+"""The service under test as subprocesses: gunicorn and Celery workers, stopped at exit whatever happens."""
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from amqp.exceptions import AMQPError
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from bench.config import PREFIX, ROOT, BenchConfig, bench_env
+
+_START_TIMEOUT = 60.0
+_STOP_TIMEOUT = 15.0
+_BROKER_ERRORS = (OSError, KombuOperationalError, AMQPError)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class _Proc:
+    popen: subprocess.Popen
+    log: IO[str]
+    node: str | None  # a Celery worker's node name
+
+
+class Stack:
+    """gunicorn, an ingest worker, a rank worker and (for a while) the naive worker.
+
+    Every process leads its own process group; ``stop`` signals the group, so a worker's
+    pool children go with it.
+    """
+
+    def __init__(self, cfg: BenchConfig, log_dir: Path) -> None:
+        self.cfg = cfg
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.procs: dict[str, _Proc] = {}
+        self._stopping: list[_Proc] = []
+        self._generation = itertools.count()
+        self.strategy = "merge_tree"
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def describe(self) -> dict[str, str]:
+        """The command line of each process, for the report."""
+        return {
+            name: " ".join("python" if arg == sys.executable else str(arg) for arg in proc.popen.args)  # type: ignore[union-attr]
+            for name, proc in self.procs.items()
+        }
+
+    def _spawn(self, name: str, argv: list[str], strategy: str, node: str | None = None) -> None:
+        log = open(self.log_path(name), "a")  # closed when the process is reaped
+        log.write(f"\n===== start {name} strategy={strategy} at {time.strftime('%H:%M:%S')} =====\n")
+        log.flush()
+        popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=bench_env(strategy),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs[name] = _Proc(popen, log, node)
+
+    def _celery(self, name: str, app: str, queues: list[str], concurrency: int, strategy: str) -> None:
+        node = f"{PREFIX}-{name}{next(self._generation)}-{os.getpid()}@{socket.gethostname()}"
+        argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-n", node, "-Q", ",".join(queues)]
+        argv += ["-c", str(concurrency), "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+        self._spawn(name, argv, strategy, node)
+
+    def start(self, strategy: str, *, naive: bool = False) -> None:
+        """Start (or replace) web and workers for a ranking strategy and wait until they answer.
+
+        The web reads the strategy too, so it is replaced as well. Old processes are told to
+        stop first and reaped after the new ones answer: their shutdowns overlap the start.
+        """
+        from django.conf import settings
+
+        from bench.celery_naive import naive_queue_name
+        from tasks.queues import QueueRole, ingest_queue_name, role_queue_name
+
+        self.terminate("web", "ingest", "rank")
+        self.strategy = strategy
+        self.port = free_port()
+        argv = [sys.executable, "-m", "gunicorn", "leaderboard_project.wsgi:application"]
+        argv += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(self.cfg.web_workers)]
+        argv += ["--worker-class", "gthread", "--threads", str(self.cfg.web_threads), "--log-level", "warning"]
+        self._spawn("web", argv, strategy)
+        ingest = [ingest_queue_name(PREFIX, n) for n in range(settings.LEADERBOARD_INGEST_PARTITIONS)]
+        rank = [role_queue_name(PREFIX, QueueRole.RANK), role_queue_name(PREFIX, QueueRole.MAINTENANCE)]
+        self._celery("ingest", "leaderboard_project", ingest, self.cfg.ingest_concurrency, strategy)
+        self._celery("rank", "leaderboard_project", rank, self.cfg.rank_concurrency, strategy)
+        if naive:
+            naive_queues = [naive_queue_name(PREFIX)]
+            self._celery("naive", "bench.celery_naive", naive_queues, self.cfg.naive_concurrency, strategy)
+        self.wait_ready()
+        self.reap()
+
+    def wait_ready(self) -> None:
+        from leaderboard_project.celery import app as celery_app
+
+        deadline = time.monotonic() + _START_TIMEOUT
+        pending = {name for name, proc in self.procs.items() if proc.node is not None}
+        web_up = False
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.popen.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.popen.returncode}; see {self.log_path(name)}")
+            if not web_up:
+                web_up = self._web_answers()
+            if pending:
+                pending -= self._answering(celery_app, pending)
+            if web_up and not pending:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"not ready within {_START_TIMEOUT:.0f} s: {sorted(pending) or ['web']}")
+
+    def wait_quiet(self, timeout: float) -> float | None:
+        """Wait until the queues are empty and the workers' logs stay still for a while.
+
+        Returns the monotonic time of the last activity seen (when the pipeline went idle),
+        or None when it was still busy after ``timeout`` seconds.
+        """
+        from bench.store import queue_depth
+        from leaderboard_project.celery import app as celery_app
+
+        logs = [self.log_path(name) for name in ("ingest", "rank")]
+        last: tuple[int, ...] = ()
+        changed = time.monotonic()
+        deadline = changed + timeout
+        while time.monotonic() < deadline:
+            sizes = tuple(path.stat().st_size if path.exists() else 0 for path in logs)
+            try:
+                depth = queue_depth(celery_app)
+            except _BROKER_ERRORS:
+                depth = -1
+            if sizes != last or depth != 0:
+                last, changed = sizes, time.monotonic()
+            elif time.monotonic() - changed >= self.cfg.quiet_seconds:
+                return changed
+            time.sleep(0.1)
+        return None
+
+    def _answering(self, celery_app: Any, names: set[str]) -> set[str]:
+        """Workers that answer a ping; a fresh connection each time, so a broker restart does not stick."""
+        nodes = {self.procs[name].node: name for name in names}
+        try:
+            with celery_app.connection_for_write() as conn:
+                replies = celery_app.control.ping(destination=list(nodes), timeout=0.5, connection=conn) or []
+        except _BROKER_ERRORS:
+            return set()
+        return {nodes[node] for reply in replies for node in reply if node in nodes}
+
+    def _web_answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/bench/noop", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def terminate(self, *names: str) -> None:
+        """Send SIGTERM to these processes (all when none is named); ``reap`` waits for them."""
+        for name in [n for n in (names or tuple(self.procs)) if n in self.procs]:
+            proc = self.procs.pop(name)
+            # The leader only: gunicorn's master and Celery's main process stop their
+            # children gracefully; the group gets SIGKILL in reap() if anything lingers.
+            if proc.popen.poll() is None:
+                proc.popen.terminate()
+            self._stopping.append(proc)
+
+    def reap(self) -> None:
+        """Wait for terminated processes; SIGKILL the groups of those that linger."""
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        for proc in self._stopping:
+            try:
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.popen, signal.SIGKILL)
+                proc.popen.wait()
+            _signal_group(proc.popen, signal.SIGKILL)  # pool children a worker left behind
+            proc.log.close()
+        self._stopping = []
+
+    def stop(self, *names: str) -> None:
+        """Stop these processes (all when none is named) and wait until they are gone."""
+        self.terminate(*names)
+        self.reap()
+
+
+def _signal_group(popen: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(popen.pid, sig)
+    except ProcessLookupError:
+        pass

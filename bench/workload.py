@@ -1,0 +1,55 @@
+"""Request bodies of the load: batches and single events for uniform or Zipf-distributed users."""
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+
+from bench.load import Call
+
+# The seeding command names users so; loads on seeded boards hit existing users.
+USER_FORMAT = "user-{:08d}"
+
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def uniform(users: int) -> Sampler:
+    return lambda rng, n: rng.integers(0, users, size=n)
+
+
+def zipf(users: int, s: float) -> Sampler:
+    """Rank k of ``users`` is drawn with weight 1/k^s: a few users get most events."""
+    weights = 1.0 / np.arange(1, users + 1, dtype=np.float64) ** s
+    cumulative = np.cumsum(weights / weights.sum())
+
+    def draw(rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(cumulative, rng.random(n)), users - 1)
+
+    return draw
+
+
+def batch_calls(
+    url: str, sampler: Sampler, *, batches: int, batch_size: int, points_max: int, rng: np.random.Generator
+) -> list[Call]:
+    """``batches`` POST bodies of ``batch_size`` events with positive points (so sums only grow)."""
+    calls = []
+    for _ in range(batches):
+        users = sampler(rng, batch_size)
+        points = rng.integers(1, points_max + 1, size=batch_size)
+        events = [{"user_id": USER_FORMAT.format(u), "points": int(p)} for u, p in zip(users, points, strict=True)]
+        body = json.dumps({"events": events}).encode()
+        calls.append(Call("POST", url, body, events=batch_size, points=int(points.sum())))
+    return calls
+
+
+def single_calls(url: str, sampler: Sampler, *, count: int, points_max: int, rng: np.random.Generator) -> list[Call]:
+    users = sampler(rng, count)
+    points = rng.integers(1, points_max + 1, size=count)
+    return [
+        Call("POST", url, json.dumps({"user_id": USER_FORMAT.format(u), "points": int(p)}).encode(), 1, int(p))
+        for u, p in zip(users, points, strict=True)
+    ]
+
+
+def get_calls(urls: list[str]) -> list[Call]:
+    return [Call("GET", url) for url in urls]
