@@ -55,7 +55,7 @@ class BenchConfig:
     baseline_batch: int = 1000
     web_workers: int = 3
     web_threads: int = 8
-    ingest_concurrency: int = 2
+    ingest_concurrency: int = 4  # ingest waits on Postgres, Redis and RabbitMQ: more processes than cores
     rank_concurrency: int = 2
     naive_concurrency: int = 2
     seed: int = 7

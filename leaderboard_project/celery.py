@@ -7,7 +7,7 @@ is not an app with a ``tasks.py`` that ``autodiscover_tasks`` would find.
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard_project.settings")
 
@@ -26,3 +26,13 @@ def declare_all_queues(sender: object, **kwargs: object) -> None:
         channel = conn.default_channel
         for queue in app.conf.task_queues:
             queue(channel).declare()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def recycle_database_connections(**kwargs: object) -> None:
+    """Treat each task like a Django request: drop a connection that broke (a database
+    restart) or outlived CONN_MAX_AGE, keep a healthy one."""
+    from django.db import close_old_connections
+
+    close_old_connections()

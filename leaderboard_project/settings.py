@@ -160,7 +160,7 @@ LEADERBOARD_INGEST_PARTITIONS = env_int("LEADERBOARD_INGEST_PARTITIONS", 4)
 # "merge_tree" (chords of top-K merges) or "sorted_set" (Redis sorted set is the top-N).
 LEADERBOARD_RANKING_STRATEGY = env_str("LEADERBOARD_RANKING_STRATEGY", "merge_tree")
 # Changed rows per leaf of the merge tree, and the fan-in of each chord level.
-LEADERBOARD_MERGE_LEAF_SIZE = env_int("LEADERBOARD_MERGE_LEAF_SIZE", 100)
+LEADERBOARD_MERGE_LEAF_SIZE = env_int("LEADERBOARD_MERGE_LEAF_SIZE", 500)
 LEADERBOARD_MERGE_FAN_IN = env_int("LEADERBOARD_MERGE_FAN_IN", 4)
 LEADERBOARD_MERGE_MAX_LEVELS = 10
 # Queue names are prefixed so that a test run never meets a running stack's messages.
@@ -209,6 +209,10 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"timeout": 5.0}}
+# Celery's Django fixup closes the database connection around every task unless this is
+# set; reconnecting cost more than the batch. Connections are instead recycled like
+# Django's own requests (CONN_MAX_AGE, health checks), see leaderboard_project/celery.py.
+CELERY_DB_REUSE_MAX = 100_000
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

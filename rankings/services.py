@@ -167,7 +167,9 @@ def board_repair_request(*, leaderboard: Leaderboard, period: str) -> None:
     try:
         client = cache.redis_client()
         if client.set(redis_keys.repair_asked_key(leaderboard.id, period), "1", nx=True, ex=10):
-            celery_app.send_task(REPAIR_BOARD_TASK, kwargs={"leaderboard_id": leaderboard.id, "period": period})
+            celery_app.send_task(
+                REPAIR_BOARD_TASK, kwargs={"leaderboard_id": leaderboard.id, "period": period}, ignore_result=True
+            )
     except Exception as exc:  # noqa: BLE001 - a read must answer even when Redis or the broker is down
         logger.warning("could not ask for a repair of %s: %s", leaderboard.slug, exc)
 

@@ -72,4 +72,8 @@ def scores_replace(
                     batch = []
             if batch:
                 flush()
+    with connection.cursor() as cursor:
+        # Fresh statistics, or the planner guesses the board is tiny and scans all of it
+        # for a handful of users (autovacuum may be off, or not there yet).
+        cursor.execute("ANALYZE scores_score")
     return total

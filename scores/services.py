@@ -56,6 +56,8 @@ def score_events_submit(*, leaderboard: Leaderboard, events: Iterable[dict]) -> 
                 args=[batch],
                 queue=ingest_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, partition),
                 retry=True,
+                # Without it Celery subscribes to the result in Redis on every publish.
+                ignore_result=True,
             )
     except (BrokerOperationalError, OSError) as exc:
         # Partitions published before the failure stay queued; a client that resends
