@@ -8,7 +8,7 @@ from typing import Any
 from bench.stats import summary
 
 _SUCCEEDED = re.compile(r"Task (?P<name>[\w.]+)\[[^\]]+\] succeeded in (?P<secs>[0-9.eE+-]+)s: (?P<value>.*)$")
-# A batched root (celery-batches) logs no runtime, only how many trees it published and their levels.
+# Each root logs how many trees it published and their levels (its runtime is on the line above).
 _ROOTS = re.compile(r"merge roots: trees=(?P<trees>\d+) levels=(?P<levels>[\d,]*)")
 
 # What each task is in the merge levels.
@@ -16,7 +16,6 @@ LEVEL_OF_TASK = {
     "tasks.ranking.reduce_leaf": "leaf (level 0)",
     "tasks.ranking.merge_partials": "inner merge level",
     "tasks.ranking.publish_top": "root (publish)",
-    "tasks.ranking.index_and_snapshot": "sorted_set index + snapshot",
     "tasks.ranking.snapshot_top": "sorted_set snapshot",
     "tasks.ingest.apply_events": "ingest batch",
 }

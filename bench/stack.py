@@ -86,8 +86,6 @@ class Stack:
         node = f"{PREFIX}-{name}{next(self._generation)}-{os.getpid()}@{socket.gethostname()}"
         argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-n", node, "-Q", ",".join(queues)]
         argv += ["-c", str(concurrency), "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-        if name == "rank":
-            argv += ["--prefetch-multiplier", "100"]  # as the Procfile: roots are buffered (celery-batches)
         self._spawn(name, argv, strategy, node)
 
     def start(self, strategy: str, *, naive: bool = False) -> None:

@@ -11,7 +11,6 @@ import math
 
 from celery import chord, shared_task
 from celery.canvas import Signature
-from celery_batches import Batches, SimpleRequest
 from django.conf import settings
 
 from rankings.models import Leaderboard
@@ -50,36 +49,35 @@ def merge_partials(partials: list[Partial]) -> Partial:
     return partials_merge(partials=partials)
 
 
-# The roots of many trees are buffered and run as one: one top-N lock, one candidate read
-# and one write per board for up to ROOT_BATCH trees instead of one each. Roots write
-# derived state, so a root that fails is repaired from the database, not retried.
-ROOT_BATCH = {"flush_every": 200, "flush_interval": 0.05, "acks_late": True}
-
-
-@shared_task(base=Batches, name="tasks.ranking.publish_top", **ROOT_BATCH)
-def publish_top(requests: list[SimpleRequest]) -> None:
-    levels = [int(request.kwargs.get("levels", 0)) for request in requests]
-    merged = partials_merge(partials=[request.args[0] for request in requests])
+@shared_task(name="tasks.ranking.publish_top", **_RETRYING)
+def publish_top(partial: Partial, levels: int = 0) -> int:
+    """The root of a tree. It writes derived state: a failure that is not an outage is
+    repaired from the database instead of dead-lettered."""
     try:
-        topn_publish(partial=merged)
+        topn_publish(partial=partial)
+    except TRANSIENT_ERRORS:
+        raise
     except Exception:
-        logger.exception("merge root failed; repairing %s from the database", sorted(merged))
-        _repair(merged)
-    logger.info("merge roots: trees=%d levels=%s", len(levels), ",".join(map(str, levels)))
+        logger.exception("merge root failed; repairing %s from the database", sorted(partial))
+        _repair(partial)
+    # One line per root, read by the end-to-end test and the benchmark.
+    logger.info("merge roots: trees=1 levels=%d", levels)
+    return levels
 
 
-@shared_task(base=Batches, name="tasks.ranking.snapshot_top", **ROOT_BATCH)
-def snapshot_top(requests: list[SimpleRequest]) -> None:
+@shared_task(name="tasks.ranking.snapshot_top", **_RETRYING)
+def snapshot_top(board_keys: list[str]) -> None:
     """sorted_set strategy: the index is the top-N; copy its head into the admin table."""
-    keys = sorted({key for request in requests for key in request.args[0]})
     try:
-        for leaderboard_id, period in map(split_board_key, keys):
+        for leaderboard_id, period in map(split_board_key, board_keys):
             board = leaderboards_by_id({leaderboard_id}).get(leaderboard_id)
             if board is not None:
                 topn_snapshot_from_index(leaderboard=board, period=period)
+    except TRANSIENT_ERRORS:
+        raise
     except Exception:
-        logger.exception("top-N snapshot failed; repairing %s from the database", keys)
-        _repair(dict.fromkeys(keys))
+        logger.exception("top-N snapshot failed; repairing %s from the database", board_keys)
+        _repair(dict.fromkeys(board_keys))
 
 
 def _repair(board_keys: dict) -> None:
