@@ -34,11 +34,13 @@ def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     figures = document["figures"]
     for key in REQUIRED_FIGURES:
         assert key in figures, f"missing figure {key}"
-        assert figures[key]["value"] is not None, f"figure {key} has no value"
+        value = figures[key]["value"]
+        assert isinstance(value, int | float) and math.isfinite(value) and value > 0, (key, value)
     for key, figure in figures.items():
         value = figure["value"]
-        # Figures read from worker logs may be absent (null); any value there is must be a positive number.
-        assert value is None or (isinstance(value, int | float) and math.isfinite(value) and value > 0), (key, value)
+        # Figures read from worker logs may be absent (null) or zero (no tree needed a
+        # chord level); any value there is must be a finite number.
+        assert value is None or (isinstance(value, int | float) and math.isfinite(value) and value >= 0), (key, value)
     assert document["machine"]["cores"] >= 1
     assert document["raw"]["baselines"]["raw_upsert"]["events_per_s"] > 0
 
