@@ -46,9 +46,8 @@ def task_costs(path: Path, start: int = 0, end: int | None = None) -> dict[str, 
         if match is None:
             continue
         name = match["name"]
+        # Levels come from the roots' own "merge roots" lines only (not their return values too).
         runtimes[name].append(float(match["secs"]) * 1000.0)
-        if name == "tasks.ranking.publish_top" and match["value"].strip().isdigit():
-            levels[int(match["value"].strip())] += 1
     tasks = {
         name: {"role": LEVEL_OF_TASK.get(name, name), "ms": summary(values), "total_s": sum(values) / 1000.0}
         for name, values in sorted(runtimes.items())
