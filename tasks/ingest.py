@@ -10,7 +10,7 @@ from tasks.ranking import ranking_dispatch
 @shared_task(
     name="tasks.ingest.apply_events",
     autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=0.5,
+    retry_backoff=1,
     retry_backoff_max=10,
     retry_jitter=True,
     # Outages pass: the batch waits them out (its events are de-duplicated on retry).

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 # Ranking state is derived: after 20 tries the reconcile schedule repairs what is left.
 _RETRYING = {
     "autoretry_for": TRANSIENT_ERRORS,
-    "retry_backoff": 0.5,
+    "retry_backoff": 1,  # seconds, doubled each try (Celery rounds factors below 1 up)
     "retry_backoff_max": 10,
     "retry_jitter": True,
     "max_retries": 20,
