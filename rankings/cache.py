@@ -111,6 +111,15 @@ def index_range(client: Redis, leaderboard_id: int, period: str, limit: int) -> 
     return [m.decode() for m in client.zrange(keys.index_key(leaderboard_id, period), 0, limit - 1)]
 
 
+def index_head(client: Redis, leaderboard_id: int, period: str, limit: int) -> list[str] | None:
+    """The first ``limit`` members in one round trip; None when the index is not complete."""
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(keys.ready_key(leaderboard_id, period))
+    pipe.zrange(keys.index_key(leaderboard_id, period), 0, limit - 1)
+    ready, members = pipe.execute()
+    return [m.decode() for m in members] if ready else None
+
+
 def index_mark_ready(client: Redis, leaderboard_id: int, period: str) -> None:
     client.set(keys.ready_key(leaderboard_id, period), "1")
 

@@ -77,11 +77,9 @@ def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> T
     try:
         client = cache.redis_client()
         if strategy == "sorted_set":
-            if cache.index_is_ready(client, leaderboard.id, period):
-                rows = []
-                for member in cache.index_range(client, leaderboard.id, period, limit):
-                    user_id, score, reached_us = parse_member(member, is_desc(leaderboard))
-                    rows.append([user_id, score, reached_us, 0])
+            head = cache.index_head(client, leaderboard.id, period, limit)
+            if head is not None:
+                rows = [[*parse_member(member, is_desc(leaderboard)), 0] for member in head]
                 return TopView(as_of=None, entries=_entries(rows))
         else:
             cached = cache.top_read(client, leaderboard.id, period)

@@ -133,12 +133,10 @@ def topn_snapshot_from_index(*, leaderboard: Leaderboard, period: str) -> None:
     client = cache.redis_client()
     with transaction.atomic():
         top = _locked_top(leaderboard, period)
-        if cache.index_is_ready(client, leaderboard.id, period):
-            entries = []
-            for member in cache.index_range(client, leaderboard.id, period, leaderboard.top_n):
-                user_id, score, reached_us = parse_member(member, is_desc(leaderboard))
-                # Index members carry no version; the admin table does not need one here.
-                entries.append([user_id, score, reached_us, 0])
+        head = cache.index_head(client, leaderboard.id, period, leaderboard.top_n)
+        if head is not None:
+            # Index members carry no version; the admin table does not need one here.
+            entries = [[*parse_member(member, is_desc(leaderboard)), 0] for member in head]
         else:
             board_repair_request(leaderboard=leaderboard, period=period)
             entries = db_top_rows(leaderboard=leaderboard, period=period, limit=leaderboard.top_n)
