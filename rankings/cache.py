@@ -107,10 +107,6 @@ def index_is_ready(client: Redis, leaderboard_id: int, period: str) -> bool:
     return bool(client.exists(keys.ready_key(leaderboard_id, period)))
 
 
-def index_range(client: Redis, leaderboard_id: int, period: str, limit: int) -> list[str]:
-    return [m.decode() for m in client.zrange(keys.index_key(leaderboard_id, period), 0, limit - 1)]
-
-
 def index_head(client: Redis, leaderboard_id: int, period: str, limit: int) -> list[str] | None:
     """The first ``limit`` members in one round trip; None when the index is not complete."""
     pipe = client.pipeline(transaction=False)

@@ -1,7 +1,7 @@
 """Reads: leaderboards, the top-N and a user's rank, from Redis with the database behind it."""
 
 import logging
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connection
 from redis.exceptions import RedisError
 
+from leaderboard_project.memo import MISSING, TtlMemo
 from rankings import cache
 from rankings.models import Leaderboard, Order, TopN
 from rankings.ordering import Row, from_micros, parse_member, to_micros
@@ -17,17 +18,16 @@ logger = logging.getLogger(__name__)
 
 # Workers look boards up per batch; boards' ranking fields never change after creation,
 # so a short-lived per-process copy is safe and saves a query per batch.
-_BOARD_TTL_SECONDS = 30.0
-_board_cache: dict[int, tuple[float, Leaderboard]] = {}
+_boards_by_id = TtlMemo(ttl_seconds=30.0)
+_boards_by_slug = TtlMemo(ttl_seconds=30.0)
 
 
 def leaderboards_by_id(ids: set[int]) -> dict[int, Leaderboard]:
-    now = time.monotonic()
-    found = {i: hit[1] for i in ids if (hit := _board_cache.get(i)) and hit[0] > now}
+    found = {i: board for i in ids if (board := _boards_by_id.get(i)) is not MISSING}
     missing = ids - found.keys()
     if missing:
         for board in Leaderboard.objects.filter(id__in=missing):
-            _board_cache[board.id] = (now + _BOARD_TTL_SECONDS, board)
+            _boards_by_id.put(board.id, board)
             found[board.id] = board
     return found
 
@@ -39,6 +39,15 @@ def is_desc(board: Leaderboard) -> bool:
 def _order_sql(direction: str = "") -> str:
     # user_id has the "C" collation, so the database orders it by code point like Python.
     return f"sort_key {direction}, reached_at {direction}, user_id {direction}"
+
+
+def index_head_rows(*, leaderboard: Leaderboard, period: str, limit: int) -> list[Row] | None:
+    """The rank index's first rows (version 0: members carry none); None while it is
+    incomplete."""
+    head = cache.index_head(cache.redis_client(), leaderboard.id, period, limit)
+    if head is None:
+        return None
+    return [[*parse_member(member, is_desc(leaderboard)), 0] for member in head]
 
 
 def db_top_rows(*, leaderboard: Leaderboard, period: str, limit: int) -> list[Row]:
@@ -68,21 +77,20 @@ class TopView:
     entries: list[dict[str, Any]]
 
 
-def _entries(rows: list[Row], first_rank: int = 1) -> list[dict[str, Any]]:
+def _entries(rows: Sequence[Sequence], first_rank: int = 1) -> list[dict[str, Any]]:
+    """Ranked entries of rows that start with (user_id, score), in rank order."""
     return [{"rank": first_rank + i, "user_id": r[0], "score": r[1]} for i, r in enumerate(rows)]
 
 
 def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> TopView:
     period = leaderboard.current_period()
     try:
-        client = cache.redis_client()
         if strategy == "sorted_set":
-            head = cache.index_head(client, leaderboard.id, period, limit)
-            if head is not None:
-                rows = [[*parse_member(member, is_desc(leaderboard)), 0] for member in head]
+            rows = index_head_rows(leaderboard=leaderboard, period=period, limit=limit)
+            if rows is not None:
                 return TopView(as_of=None, entries=_entries(rows))
         else:
-            cached = cache.top_read(client, leaderboard.id, period)
+            cached = cache.top_read(cache.redis_client(), leaderboard.id, period)
             if cached is not None:
                 as_of = from_micros(cached["as_of"]) if cached.get("as_of") else None
                 return TopView(as_of=as_of, entries=_entries(cached["entries"][:limit]))
@@ -128,8 +136,7 @@ def leaderboard_user_rank(*, leaderboard: Leaderboard, user_id: str, around: int
         if len(answer) == 1:
             return None
         total, rank0, first0, *members = answer
-        rows = [parse_member(m.decode(), desc) for m in members]
-        neighbours = [{"rank": first0 + 1 + i, "user_id": u, "score": s} for i, (u, s, _) in enumerate(rows)]
+        neighbours = _entries([parse_member(m.decode(), desc) for m in members], first_rank=first0 + 1)
         own = neighbours[rank0 - first0]
         return UserRankView(user_id=user_id, score=own["score"], rank=rank0 + 1, total=total, around=neighbours)
 
@@ -174,30 +181,21 @@ def _user_rank_from_database(
         )
         below = cursor.fetchall()
     rank = before + 1
-    rows = [*above, (user_id, score), *below]
-    first = rank - len(above)
-    neighbours = [{"rank": first + i, "user_id": u, "score": s} for i, (u, s) in enumerate(rows)]
+    neighbours = _entries([*above, (user_id, score), *below], first_rank=rank - len(above))
     return UserRankView(user_id=user_id, score=score, rank=rank, total=total, around=neighbours)
-
-
-_slug_cache: dict[str, tuple[float, Leaderboard]] = {}
 
 
 def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:
     """Every request names its board; a per-process copy saves a query each time."""
-    now = time.monotonic()
-    hit = _slug_cache.get(slug)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    board = Leaderboard.objects.filter(slug=slug).first()
-    if board is not None:
-        if len(_slug_cache) > 10_000:
-            _slug_cache.clear()
-        _slug_cache[slug] = (now + _BOARD_TTL_SECONDS, board)
+    board = _boards_by_slug.get(slug)
+    if board is MISSING:
+        board = Leaderboard.objects.filter(slug=slug).first()
+        if board is not None:  # a board made a moment later must be found at once
+            _boards_by_slug.put(slug, board)
     return board
 
 
 def cached_boards_forget() -> None:
     """Drop this process's board copies (a board deleted and made again under its slug)."""
-    _board_cache.clear()
-    _slug_cache.clear()
+    _boards_by_id.clear()
+    _boards_by_slug.clear()

@@ -18,8 +18,8 @@ from redis.exceptions import RedisError
 from leaderboard_project.celery import app as celery_app
 from rankings import cache, redis_keys
 from rankings.models import Leaderboard, TopN
-from rankings.ordering import Row, parse_member, rank_key, to_micros, top_k
-from rankings.selectors import db_rows_of, db_top_rows, is_desc, leaderboards_by_id
+from rankings.ordering import Row, rank_key, to_micros, top_k
+from rankings.selectors import db_rows_of, db_top_rows, index_head_rows, is_desc, leaderboards_by_id
 from scores.models import Score
 
 logger = logging.getLogger(__name__)
@@ -130,14 +130,10 @@ def topn_rebuild(*, leaderboard: Leaderboard, period: str) -> TopN:
 
 def topn_snapshot_from_index(*, leaderboard: Leaderboard, period: str) -> None:
     """sorted_set strategy: copy the index's head into the admin table (or repair it)."""
-    client = cache.redis_client()
     with transaction.atomic():
         top = _locked_top(leaderboard, period)
-        head = cache.index_head(client, leaderboard.id, period, leaderboard.top_n)
-        if head is not None:
-            # Index members carry no version; the admin table does not need one here.
-            entries = [[*parse_member(member, is_desc(leaderboard)), 0] for member in head]
-        else:
+        entries = index_head_rows(leaderboard=leaderboard, period=period, limit=leaderboard.top_n)
+        if entries is None:
             board_repair_request(leaderboard=leaderboard, period=period)
             entries = db_top_rows(leaderboard=leaderboard, period=period, limit=leaderboard.top_n)
         if entries != top.entries:

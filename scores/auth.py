@@ -1,7 +1,6 @@
 """Bearer API keys: authentication, the admin-key permission and the per-key throttle."""
 
 import logging
-import time
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -12,25 +11,21 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from leaderboard_project.memo import MISSING, TtlMemo
 from scores.models import ApiKey, hash_api_key
 
 logger = logging.getLogger(__name__)
 
-# Keys are looked up on every write; a revoked key stops working within this many seconds.
-_KEY_TTL_SECONDS = 10.0
-_key_cache: dict[str, tuple[float, ApiKey | None]] = {}
+# Keys are looked up on every write; a revoked key stops working within 10 seconds.
+_keys = TtlMemo(ttl_seconds=10.0)
 
 
 def api_key_lookup(raw_key: str) -> ApiKey | None:
     digest = hash_api_key(raw_key)
-    now = time.monotonic()
-    hit = _key_cache.get(digest)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    key = ApiKey.objects.filter(key_hash=digest, is_active=True).first()
-    if len(_key_cache) > 10_000:
-        _key_cache.clear()
-    _key_cache[digest] = (now + _KEY_TTL_SECONDS, key)
+    key = _keys.get(digest)
+    if key is MISSING:
+        key = ApiKey.objects.filter(key_hash=digest, is_active=True).first()
+        _keys.put(digest, key)  # unknown keys too: a flood of bad keys costs no queries
     return key
 
 

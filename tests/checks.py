@@ -59,11 +59,11 @@ def assert_top_consistent(board: Leaderboard) -> None:
     client = cache.redis_client()
     period = board.current_period()
     if strategy == "sorted_set":
-        assert cache.index_is_ready(client, board.id, period)
-        redis_top = [m for m in cache.index_range(client, board.id, period, board.top_n)]
+        head = cache.index_head(client, board.id, period, board.top_n)
+        assert head is not None, "rank index not complete"
         from rankings.ordering import parse_member
 
-        redis_pairs = [parse_member(m, board.order == "desc")[:2] for m in redis_top]
+        redis_pairs = [parse_member(m, board.order == "desc")[:2] for m in head]
     else:
         cached = cache.top_read(client, board.id, period)
         assert cached is not None, "no top-N in Redis"
