@@ -24,7 +24,11 @@ class Score(models.Model):
     score = models.BigIntegerField()
     # The score negated on desc boards, so one ascending index serves both orders.
     sort_key = models.BigIntegerField()
+    # The accepted time (stamped by the web tier) of the event that set the score.
     reached_at = models.DateTimeField()
+    # "last" boards: the event id that set the score, the tie-break of last-writer-wins
+    # when two events carry the same accepted time.
+    reached_by = models.CharField(max_length=80, default="", db_default="", blank=True)
     # Grows with every applied change; orders the rank-index updates in Redis.
     version = models.BigIntegerField(default=1)
 
