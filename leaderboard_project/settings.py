@@ -159,10 +159,22 @@ SPECTACULAR_SETTINGS = {
 LEADERBOARD_INGEST_PARTITIONS = env_int("LEADERBOARD_INGEST_PARTITIONS", 4)
 # "merge_tree" (chords of top-K merges) or "sorted_set" (Redis sorted set is the top-N).
 LEADERBOARD_RANKING_STRATEGY = env_str("LEADERBOARD_RANKING_STRATEGY", "merge_tree")
-# Changed rows per leaf of the merge tree, and the fan-in of each chord level.
-LEADERBOARD_MERGE_LEAF_SIZE = env_int("LEADERBOARD_MERGE_LEAF_SIZE", 500)
-LEADERBOARD_MERGE_FAN_IN = env_int("LEADERBOARD_MERGE_FAN_IN", 4)
+# The merge levels: a board's root runs at most once per window (100-250 ms keeps the
+# top-N fresh while its cost is boards x 1/window, not events); up to F partials are
+# merged per step, and a round needs ceil(log_F(partials in the window)) levels.
+LEADERBOARD_MERGE_WINDOW_MS = env_int("LEADERBOARD_MERGE_WINDOW_MS", 100)
+LEADERBOARD_MERGE_FAN_IN = env_int("LEADERBOARD_MERGE_FAN_IN", 16)
 LEADERBOARD_MERGE_MAX_LEVELS = 10
+# A round whose root has not finished after this long (its worker died) is taken over.
+LEADERBOARD_ROUND_TAKEOVER_MS = env_int("LEADERBOARD_ROUND_TAKEOVER_MS", 30_000)
+# A publish carries the events of every request waiting in the process, up to this many;
+# a request that gets no confirm within the timeout answers 503 (a memory alarm blocks
+# publishers instead of failing them).
+LEADERBOARD_PUBLISH_MAX_EVENTS = env_int("LEADERBOARD_PUBLISH_MAX_EVENTS", 1000)
+LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT = env_float("LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT", 5.0)
+# When ingest messages queue up, one transaction takes up to this many more of them.
+LEADERBOARD_INGEST_TAKE_MESSAGES = env_int("LEADERBOARD_INGEST_TAKE_MESSAGES", 15)
+LEADERBOARD_INGEST_TAKE_EVENTS = env_int("LEADERBOARD_INGEST_TAKE_EVENTS", 4000)
 # Queue names are prefixed so that a test run never meets a running stack's messages.
 LEADERBOARD_QUEUE_PREFIX = env_str("LEADERBOARD_QUEUE_PREFIX", "lb")
 # How long processed event ids are kept for de-duplication.
@@ -200,8 +212,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # A task that fails for good (not a passing outage: those retry) is rejected, not acked,
 # so its message goes to the dead-letter queue instead of disappearing.
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
-# Each worker process holds few unacknowledged messages, so a crash redelivers little.
-CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("LEADERBOARD_PREFETCH_MULTIPLIER", 4)
+# Each worker process holds one unacknowledged message: a crash redelivers little, and
+# a backlog stays on the queue where an ingest transaction can take several at once.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("LEADERBOARD_PREFETCH_MULTIPLIER", 1)
 # No task may run forever: a stuck batch is killed and its message redelivered.
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90

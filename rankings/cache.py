@@ -14,6 +14,8 @@ from typing import Any
 
 from django_redis import get_redis_connection
 from redis import Redis
+from redis.client import Pipeline
+from redis.commands.core import Script
 
 from rankings import redis_keys as keys
 from rankings.ordering import Row, index_member
@@ -80,18 +82,26 @@ def redis_client() -> Redis:
     return get_redis_connection("default")
 
 
-def _run(client: Redis, lua: str, keys_: list[str], args: list[Any]) -> Any:
-    # register_script sends EVALSHA and loads the script only when Redis lacks it.
-    return client.register_script(lua)(keys=keys_, args=args, client=client)
+_scripts: dict[str, Script] = {}
 
 
-def index_apply(client: Redis, leaderboard_id: int, period: str, rows: list[Row], desc: bool) -> None:
+def run_script(client: Redis | Pipeline, lua: str, keys_: list[str], args: list[Any]) -> Any:
+    """Run a Lua script with EVALSHA (loaded only when Redis lacks it); on a pipeline it
+    is queued with the pipeline's other commands."""
+    script = _scripts.get(lua)
+    if script is None:
+        script = _scripts[lua] = Script(None, lua.encode())  # bytes: no client needed for the SHA
+    return script(keys=keys_, args=args, client=client)
+
+
+def index_apply(client: Redis | Pipeline, leaderboard_id: int, period: str, rows: list[Row], desc: bool) -> None:
     if not rows:
         return
     argv: list[Any] = []
     for row in rows:
-        argv += [row[0], row[3], index_member(row, desc)]
-    _run(client, _APPLY_ROWS, [keys.index_key(leaderboard_id, period), keys.versions_key(leaderboard_id, period)], argv)
+        argv += [row.user_id, row.version, index_member(row, desc)]
+    index_keys = [keys.index_key(leaderboard_id, period), keys.versions_key(leaderboard_id, period)]
+    run_script(client, _APPLY_ROWS, index_keys, argv)
 
 
 def index_read_rank(client: Redis, leaderboard_id: int, period: str, user_id: str, around: int) -> list | None:
@@ -100,7 +110,7 @@ def index_read_rank(client: Redis, leaderboard_id: int, period: str, user_id: st
         keys.versions_key(leaderboard_id, period),
         keys.ready_key(leaderboard_id, period),
     ]
-    return _run(client, _READ_RANK, index_keys, [user_id, around])
+    return run_script(client, _READ_RANK, index_keys, [user_id, around])
 
 
 def index_is_ready(client: Redis, leaderboard_id: int, period: str) -> bool:
@@ -130,11 +140,11 @@ def index_build_start(client: Redis, leaderboard_id: int, period: str, ttl_secon
 
 def index_build_finish(client: Redis, leaderboard_id: int, period: str, token: str) -> bool:
     build_keys = [keys.building_key(leaderboard_id, period), keys.ready_key(leaderboard_id, period)]
-    return bool(_run(client, _FINISH_BUILD, build_keys, [token]))
+    return bool(run_script(client, _FINISH_BUILD, build_keys, [token]))
 
 
 def top_write(client: Redis, leaderboard_id: int, period: str, version: int, payload: dict[str, Any]) -> bool:
-    return bool(_run(client, _WRITE_TOP, [keys.top_key(leaderboard_id, period)], [version, json.dumps(payload)]))
+    return bool(run_script(client, _WRITE_TOP, [keys.top_key(leaderboard_id, period)], [version, json.dumps(payload)]))
 
 
 def top_read(client: Redis, leaderboard_id: int, period: str) -> dict[str, Any] | None:
@@ -150,4 +160,7 @@ def index_reset(client: Redis, leaderboard_id: int, period: str) -> None:
         keys.ready_key(leaderboard_id, period),
         keys.top_key(leaderboard_id, period),
         keys.building_key(leaderboard_id, period),
+        keys.pending_key(leaderboard_id, period),
+        keys.rounds_key(leaderboard_id, period),
+        keys.root_due_key(leaderboard_id, period),
     )

@@ -20,7 +20,7 @@ class Order(models.TextChoices):
 class Aggregation(models.TextChoices):
     SUM = "sum", "sum of points"
     BEST = "best", "best single value"
-    LAST = "last", "latest applied value"
+    LAST = "last", "latest accepted value"
 
 
 # user_id and event_id: 1-64 of A-Z a-z 0-9 _ - . :
@@ -45,6 +45,10 @@ class Leaderboard(models.Model):
         return self.slug
 
     def current_period(self) -> str:
+        return ALL_TIME
+
+    def period_of(self, accepted_us: int) -> str:
+        """The period an event accepted at this time counts in (every board has one today)."""
         return ALL_TIME
 
     def sort_key_of(self, score: int) -> int:

@@ -1,6 +1,6 @@
 """Ranking order as pure functions: one sort key for rows, top-K cuts and merges.
 
-A row is ``[user_id, score, reached_us, version]`` (plain JSON for task messages).
+A row is ``tasks.messages.Row``: user_id, score, reached_us, version.
 Rank order: better score first (by the board's order), then earlier ``reached_at``,
 then ``user_id`` ascending by code point. Every function here is deterministic, so a
 re-run chord member returns the same result.
@@ -9,7 +9,7 @@ re-run chord member returns the same result.
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-Row = list  # [user_id: str, score: int, reached_us: int, version: int]
+from tasks.messages import Row
 
 INT64_MAX = 2**63 - 1
 _OFFSET = 2**63
@@ -28,16 +28,16 @@ def sort_value(score: int, desc: bool) -> int:
 
 
 def rank_key(row: Row, desc: bool) -> tuple[int, int, str]:
-    return (sort_value(row[1], desc), row[2], row[0])
+    return (sort_value(row.score, desc), row.reached_us, row.user_id)
 
 
 def top_k(rows: Iterable[Row], k: int, desc: bool) -> list[Row]:
     """The best k rows, keeping only the newest version of each user."""
     newest: dict[str, Row] = {}
     for row in rows:
-        held = newest.get(row[0])
-        if held is None or row[3] > held[3]:
-            newest[row[0]] = row
+        held = newest.get(row.user_id)
+        if held is None or row.version > held.version:
+            newest[row.user_id] = row
     return sorted(newest.values(), key=lambda r: rank_key(r, desc))[:k]
 
 
@@ -47,7 +47,7 @@ def index_member(row: Row, desc: bool) -> str:
     All members share the score 0, so Redis orders them by their bytes, and ZRANK is an
     exact O(log n) rank: a fixed-width sort value, a fixed-width reached-at, the user id.
     """
-    return f"{sort_value(row[1], desc) + _OFFSET:020d}{row[2]:017d}{row[0]}"
+    return f"{sort_value(row.score, desc) + _OFFSET:020d}{row.reached_us:017d}{row.user_id}"
 
 
 def parse_member(member: str, desc: bool) -> tuple[str, int, int]:

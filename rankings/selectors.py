@@ -12,7 +12,8 @@ from redis.exceptions import RedisError
 from leaderboard_project.memo import MISSING, TtlMemo
 from rankings import cache
 from rankings.models import Leaderboard, Order, TopN
-from rankings.ordering import Row, from_micros, parse_member, to_micros
+from rankings.ordering import from_micros, parse_member, to_micros
+from tasks.messages import Row
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def index_head_rows(*, leaderboard: Leaderboard, period: str, limit: int) -> lis
     head = cache.index_head(cache.redis_client(), leaderboard.id, period, limit)
     if head is None:
         return None
-    return [[*parse_member(member, is_desc(leaderboard)), 0] for member in head]
+    return [Row(*parse_member(member, is_desc(leaderboard)), 0) for member in head]
 
 
 def db_top_rows(*, leaderboard: Leaderboard, period: str, limit: int) -> list[Row]:
@@ -58,7 +59,7 @@ def db_top_rows(*, leaderboard: Leaderboard, period: str, limit: int) -> list[Ro
                 WHERE leaderboard_id = %s AND period = %s ORDER BY {_order_sql()} LIMIT %s""",
             [leaderboard.id, period, limit],
         )
-        return [[u, s, to_micros(r), v] for u, s, r, v in cursor.fetchall()]
+        return [Row(u, s, to_micros(r), v) for u, s, r, v in cursor.fetchall()]
 
 
 def db_rows_of(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) -> dict[str, Row]:
@@ -68,7 +69,7 @@ def db_rows_of(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) ->
                WHERE leaderboard_id = %s AND period = %s AND user_id = ANY(%s)""",
             [leaderboard.id, period, user_ids],
         )
-        return {u: [u, s, to_micros(r), v] for u, s, r, v in cursor.fetchall()}
+        return {u: Row(u, s, to_micros(r), v) for u, s, r, v in cursor.fetchall()}
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,11 @@ class TopView:
     entries: list[dict[str, Any]]
 
 
-def _entries(rows: Sequence[Sequence], first_rank: int = 1) -> list[dict[str, Any]]:
-    """Ranked entries of rows that start with (user_id, score), in rank order."""
-    return [{"rank": first_rank + i, "user_id": r[0], "score": r[1]} for i, r in enumerate(rows)]
+def _entries(rows: Sequence[Sequence | Row], first_rank: int = 1) -> list[dict[str, Any]]:
+    """Ranked entries of rows in rank order: ``Row``s, or sequences that start with
+    (user_id, score) such as JSON-stored rows and parsed index members."""
+    pairs = ((r.user_id, r.score) if isinstance(r, Row) else (r[0], r[1]) for r in rows)
+    return [{"rank": first_rank + i, "user_id": user_id, "score": score} for i, (user_id, score) in enumerate(pairs)]
 
 
 def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> TopView:

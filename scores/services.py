@@ -1,69 +1,97 @@
-"""Writes of score events: publishing them to the ingest queues, and applying a batch.
+"""Writes of score events: publishing them to the ingest queues, and applying batches.
 
-``score_events_submit`` runs in the web process and returns only after the broker
-confirmed every message. ``score_events_apply`` runs in an ingest worker: one
-transaction records the event ids (duplicates dropped), aggregates per user and upserts
-the scores with row locks taken in key order.
+``score_events_submit`` runs in the web process: it stamps the events with the time the
+service accepted them and returns only after the broker confirmed them (concurrent
+requests of one process share a publish, see ``scores.publisher``).
+``score_events_apply`` runs in an ingest worker: one transaction records the event ids
+(duplicates dropped), aggregates per (board, period, user) and upserts the scores with
+row locks taken in key order.
+
+Every rule below depends only on the events' accepted times and ids, never on the order
+the workers apply them in: ``sum`` adds, ``best`` keeps the better value (the earliest
+event to reach it stamps ``reached_at``), ``last`` is a last-writer-wins register on
+(accepted time, event_id). Redelivery, retries, parallel consumers and batching of
+messages therefore cannot change a result.
 """
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
-from leaderboard_project.celery import app as celery_app
 from rankings.models import Aggregation, Leaderboard, Order
-from rankings.ordering import INT64_MAX, to_micros
+from rankings.ordering import INT64_MAX, from_micros, to_micros
 from rankings.selectors import leaderboards_by_id
-from scores.partitioning import partition_of
-from tasks.queues import APPLY_EVENTS_TASK, ingest_queue_name
+from scores.publisher import BrokerUnavailable, ingest_publisher
+from tasks.messages import ChangedRow, Row, ScoreEvent
 
 logger = logging.getLogger(__name__)
 
 # Ids the service makes for events sent without one; "~" is outside the client alphabet.
 SERVER_EVENT_ID_MARK = "~"
 
-# A queued event: [leaderboard_id, user_id, points, event_id].
-QueuedEvent = list
-# A changed score: [leaderboard_id, period, user_id, score, reached_us, version].
-ChangedRow = list
+__all__ = ["BrokerUnavailable", "score_events_apply", "score_events_submit"]
 
 
-class BrokerUnavailable(Exception):
-    """The broker did not confirm the events; nothing may be promised to the client."""
+def now_micros() -> int:
+    return time.time_ns() // 1000
 
 
 def score_events_submit(*, leaderboard: Leaderboard, events: Iterable[dict]) -> int:
-    """Publish validated events, one persistent message per ingest partition."""
-    partitions = settings.LEADERBOARD_INGEST_PARTITIONS
-    by_partition: dict[int, list[QueuedEvent]] = defaultdict(list)
-    count = 0
-    for event in events:
-        event_id = event.get("event_id") or SERVER_EVENT_ID_MARK + uuid.uuid4().hex
-        user_id = event["user_id"]
-        by_partition[partition_of(user_id, partitions)].append([leaderboard.id, user_id, event["points"], event_id])
-        count += 1
-    try:
-        for partition, batch in sorted(by_partition.items()):
-            celery_app.send_task(
-                APPLY_EVENTS_TASK,
-                args=[batch],
-                queue=ingest_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, partition),
-                retry=True,
-                # Without it Celery subscribes to the result in Redis on every publish.
-                ignore_result=True,
-            )
-    except (BrokerOperationalError, OSError) as exc:
-        # Partitions published before the failure stay queued; a client that resends
-        # with event ids has them applied once (see the API docs on 503).
-        raise BrokerUnavailable(str(exc)) from exc
-    return count
+    """Stamp validated events with one accepted time and publish them as one message."""
+    accepted_us = now_micros()
+    batch = []
+    for position, event in enumerate(events):
+        # Server ids sort by position within the request, so on a "last" board the later
+        # of two events of one request wins, as the client wrote them.
+        event_id = event.get("event_id") or f"{SERVER_EVENT_ID_MARK}{position:04d}{uuid.uuid4().hex}"
+        batch.append(ScoreEvent(leaderboard.id, event["user_id"], event["points"], event_id, accepted_us))
+    if batch:
+        ingest_publisher().publish(batch)
+    return len(batch)
+
+
+@dataclass(frozen=True)
+class _Key:
+    """One score row: its key in the table, in the order row locks are taken."""
+
+    user_id: str
+    leaderboard_id: int
+    period: str
+
+
+@dataclass
+class _Change:
+    """A batch's aggregated effect on one score row, ready to meet the stored row."""
+
+    value: int
+    reached_us: int
+    reached_by: str = ""
+
+
+def _aggregate(board: Leaderboard, events: list[ScoreEvent]) -> _Change | None:
+    """Fold one row's fresh events; None when none of them can change the row."""
+    if board.aggregation == Aggregation.SUM:
+        moving = [e for e in events if e.points != 0]
+        if not moving:
+            return None
+        # Exact in Python; clamped once, where it meets the stored value.
+        return _Change(sum(e.points for e in moving), max(e.accepted_us for e in moving))
+    if board.aggregation == Aggregation.BEST:
+        pick = max if board.order == Order.DESC else min
+        best = pick(e.points for e in events)
+        return _Change(best, min(e.accepted_us for e in events if e.points == best))
+    latest = max(events, key=lambda e: (e.accepted_us, e.event_id))
+    return _Change(latest.points, latest.accepted_us, latest.event_id)
+
+
+def _clamp(value: int) -> int:
+    return max(-INT64_MAX, min(INT64_MAX, value))
 
 
 @dataclass(frozen=True)
@@ -74,31 +102,42 @@ class _Group:
     desc: bool
 
 
-def _new_value_sql(group: _Group) -> str:
-    # "s" is the stored row, "EXCLUDED" carries this batch's aggregated value.
-    if group.aggregation == Aggregation.SUM:
-        return f"LEAST(GREATEST(s.score::numeric + EXCLUDED.score::numeric, -{INT64_MAX}), {INT64_MAX})::bigint"
-    if group.aggregation == Aggregation.BEST:
-        return "GREATEST(s.score, EXCLUDED.score)" if group.desc else "LEAST(s.score, EXCLUDED.score)"
-    return "EXCLUDED.score"
+def _better(group: _Group, new: str, old: str) -> str:
+    return f"{new} > {old}" if group.desc else f"{new} < {old}"
 
 
 def _upsert_sql(group: _Group) -> str:
-    new = _new_value_sql(group)
+    """One statement per group. "s" is the stored row, EXCLUDED this batch's change.
+
+    Rows are inserted in key order, so concurrent batches lock rows in one order and
+    cannot deadlock; groups run in a fixed order for the same reason. A row the change
+    cannot move is left alone (the WHERE) and read back by ``_CURRENT_ROWS_SQL``.
+    """
     sign = "-" if group.desc else ""
-    # Rows are inserted in key order, so concurrent batches lock rows in one order and
-    # cannot deadlock; statements run in a fixed group order for the same reason.
+    if group.aggregation == Aggregation.SUM:
+        new = f"LEAST(GREATEST(s.score::numeric + EXCLUDED.score::numeric, -{INT64_MAX}), {INT64_MAX})::bigint"
+        update = f"""score = {new}, sort_key = {sign}{new},
+            reached_at = GREATEST(s.reached_at, EXCLUDED.reached_at)"""
+        where = "TRUE"
+    elif group.aggregation == Aggregation.BEST:
+        better = _better(group, "EXCLUDED.score", "s.score")
+        update = """score = EXCLUDED.score, sort_key = EXCLUDED.sort_key,
+            reached_at = CASE WHEN EXCLUDED.score = s.score THEN LEAST(s.reached_at, EXCLUDED.reached_at)
+                              ELSE EXCLUDED.reached_at END"""
+        where = f"{better} OR (EXCLUDED.score = s.score AND EXCLUDED.reached_at < s.reached_at)"
+    else:
+        update = """score = EXCLUDED.score, sort_key = EXCLUDED.sort_key,
+            reached_at = EXCLUDED.reached_at, reached_by = EXCLUDED.reached_by"""
+        where = "(EXCLUDED.reached_at, EXCLUDED.reached_by) > (s.reached_at, s.reached_by)"
     return f"""
-        INSERT INTO scores_score AS s (user_id, leaderboard_id, period, score, sort_key, reached_at, version)
-        SELECT t.u, t.b, t.p, t.v, {sign}t.v, %(now)s, 1
-        FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(periods)s::text[], %(values)s::bigint[])
-             AS t(u, b, p, v)
+        INSERT INTO scores_score AS s
+            (user_id, leaderboard_id, period, score, sort_key, reached_at, reached_by, version)
+        SELECT t.u, t.b, t.p, t.v, {sign}t.v, t.r, t.e, 1
+        FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(periods)s::text[], %(values)s::bigint[],
+                    %(reached)s::timestamptz[], %(by)s::text[]) AS t(u, b, p, v, r, e)
         ORDER BY t.u, t.b, t.p
-        ON CONFLICT (user_id, leaderboard_id, period) DO UPDATE SET
-            score = {new},
-            sort_key = {sign}{new},
-            reached_at = CASE WHEN {new} <> s.score THEN EXCLUDED.reached_at ELSE s.reached_at END,
-            version = s.version + 1
+        ON CONFLICT (user_id, leaderboard_id, period) DO UPDATE SET {update}, version = s.version + 1
+        WHERE {where}
         RETURNING leaderboard_id, period, user_id, score, reached_at, version
     """
 
@@ -112,6 +151,19 @@ _RECORD_EVENTS_SQL = """
     RETURNING user_id, leaderboard_id, event_id
 """
 
+# Rows a zero-points event creates (a user on the board at 0), in key order; existing
+# rows are left alone and read back like every other row the batch did not move.
+_TOUCH_SQL = """
+    INSERT INTO scores_score AS s
+        (user_id, leaderboard_id, period, score, sort_key, reached_at, reached_by, version)
+    SELECT t.u, t.b, t.p, 0, 0, t.r, '', 1
+    FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(periods)s::text[], %(reached)s::timestamptz[])
+         AS t(u, b, p, r)
+    ORDER BY t.u, t.b, t.p
+    ON CONFLICT (user_id, leaderboard_id, period) DO NOTHING
+    RETURNING leaderboard_id, period, user_id, score, reached_at, version
+"""
+
 _CURRENT_ROWS_SQL = """
     SELECT s.leaderboard_id, s.period, s.user_id, s.score, s.reached_at, s.version
     FROM scores_score s
@@ -120,94 +172,89 @@ _CURRENT_ROWS_SQL = """
 """
 
 
-def _clamp(value: int) -> int:
-    return max(-INT64_MAX, min(INT64_MAX, value))
-
-
-def _aggregate(board: Leaderboard, held: int | None, points: int) -> int:
-    if held is None:
-        return points
-    if board.aggregation == Aggregation.SUM:
-        return held + points
-    if board.aggregation == Aggregation.BEST:
-        return max(held, points) if board.order == Order.DESC else min(held, points)
-    return points
-
-
 def _as_changed(rows: Sequence[tuple]) -> list[ChangedRow]:
-    return [[b, p, u, score, to_micros(reached), version] for b, p, u, score, reached, version in rows]
+    return [ChangedRow(b, p, Row(u, score, to_micros(reached), version)) for b, p, u, score, reached, version in rows]
 
 
-def score_events_apply(*, events: Sequence[QueuedEvent]) -> list[ChangedRow]:
-    """Apply one batch exactly once and return the current rows of every user it touched.
+def _key_arrays(keys: Sequence[_Key]) -> dict[str, list]:
+    return {
+        "users": [k.user_id for k in keys],
+        "boards": [k.leaderboard_id for k in keys],
+        "periods": [k.period for k in keys],
+    }
 
-    Users whose events were all duplicates are returned too: after a crash between the
-    commit and the hand-off to ranking, the redelivered batch re-sends their rows, so
-    the ranking side never misses a change.
+
+def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = None) -> list[ChangedRow]:
+    """Apply events exactly once and return the current rows of every user they touched.
+
+    Users whose events were all duplicates (or could not move their row) are returned
+    too: after a crash between the commit and the hand-off to ranking, the redelivered
+    batch re-sends their rows, so the ranking side never misses a change.
     """
-    boards = leaderboards_by_id({event[0] for event in events})
-    unique: dict[tuple[str, int, str], QueuedEvent] = {}
+    boards = leaderboards_by_id({event.leaderboard_id for event in events})
+    unique: dict[tuple[str, int, str], ScoreEvent] = {}
     for event in events:
-        if event[0] not in boards:
-            logger.warning("dropping event for deleted leaderboard %s", event[0])
+        if event.leaderboard_id not in boards:
+            logger.warning("dropping event for deleted leaderboard %s", event.leaderboard_id)
             continue
-        unique.setdefault((event[1], event[0], event[3]), event)
+        unique.setdefault((event.user_id, event.leaderboard_id, event.event_id), event)
     if not unique:
         return []
 
-    now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        keys = list(unique)
+        ids = sorted(unique)
         cursor.execute(
             _RECORD_EVENTS_SQL,
             {
-                "now": now,
-                "users": [k[0] for k in keys],
-                "boards": [k[1] for k in keys],
-                "events": [k[2] for k in keys],
+                "now": now or from_micros(now_micros()),
+                "users": [k[0] for k in ids],
+                "boards": [k[1] for k in ids],
+                "events": [k[2] for k in ids],
             },
         )
-        fresh = {tuple(row) for row in cursor.fetchall()}
+        fresh_ids = {tuple(row) for row in cursor.fetchall()}
 
-        # Aggregate fresh events per (board, period, user), in arrival order ("last" wins).
-        values: dict[tuple[int, str, str], int] = {}
-        for key, event in unique.items():
-            if key not in fresh:
-                continue
-            board = boards[event[0]]
-            score_key = (board.id, board.current_period(), event[1])
-            values[score_key] = _aggregate(board, values.get(score_key), event[2])
+        fresh: dict[_Key, list[ScoreEvent]] = defaultdict(list)
+        touched: set[_Key] = set()
+        for event_key, event in unique.items():
+            board = boards[event.leaderboard_id]
+            key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
+            touched.add(key)
+            if event_key in fresh_ids:
+                fresh[key].append(event)
+
+        changes: dict[_Group, dict[_Key, _Change]] = defaultdict(dict)
+        idle: dict[_Key, int] = {}
+        for key, key_events in fresh.items():
+            board = boards[key.leaderboard_id]
+            change = _aggregate(board, key_events)
+            if change is None:
+                idle[key] = max(e.accepted_us for e in key_events)
+            else:
+                changes[_Group(board.aggregation, board.order == Order.DESC)][key] = change
 
         changed: list[ChangedRow] = []
-        by_group: dict[_Group, list[tuple[int, str, str]]] = defaultdict(list)
-        for score_key in values:
-            board = boards[score_key[0]]
-            by_group[_Group(board.aggregation, board.order == Order.DESC)].append(score_key)
-        for group in sorted(by_group, key=lambda g: (g.aggregation, g.desc)):
-            group_keys = by_group[group]
+        for group in sorted(changes, key=lambda g: (g.aggregation, g.desc)):
+            group_changes = changes[group]
+            group_keys = sorted(group_changes, key=lambda k: (k.user_id, k.leaderboard_id, k.period))
             cursor.execute(
                 _upsert_sql(group),
                 {
-                    "now": now,
-                    "users": [k[2] for k in group_keys],
-                    "boards": [k[0] for k in group_keys],
-                    "periods": [k[1] for k in group_keys],
-                    "values": [_clamp(values[k]) for k in group_keys],
+                    **_key_arrays(group_keys),
+                    "values": [_clamp(group_changes[k].value) for k in group_keys],
+                    "reached": [from_micros(group_changes[k].reached_us) for k in group_keys],
+                    "by": [group_changes[k].reached_by for k in group_keys],
                 },
             )
             changed += _as_changed(cursor.fetchall())
+        if idle:
+            idle_keys = sorted(idle, key=lambda k: (k.user_id, k.leaderboard_id, k.period))
+            cursor.execute(_TOUCH_SQL, {**_key_arrays(idle_keys), "reached": [from_micros(idle[k]) for k in idle_keys]})
+            changed += _as_changed(cursor.fetchall())
 
-        untouched = {
-            (boards[event[0]].id, boards[event[0]].current_period(), event[1]) for event in unique.values()
-        } - values.keys()
-        if untouched:
-            cursor.execute(
-                _CURRENT_ROWS_SQL,
-                {
-                    "users": [k[2] for k in untouched],
-                    "boards": [k[0] for k in untouched],
-                    "periods": [k[1] for k in untouched],
-                },
-            )
+        moved = {_Key(c.row.user_id, c.leaderboard_id, c.period) for c in changed}
+        unmoved = sorted(touched - moved, key=lambda k: (k.user_id, k.leaderboard_id, k.period))
+        if unmoved:
+            cursor.execute(_CURRENT_ROWS_SQL, _key_arrays(unmoved))
             changed += _as_changed(cursor.fetchall())
     return changed

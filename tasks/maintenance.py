@@ -1,8 +1,8 @@
-"""Maintenance tasks run by beat: reconcile the top-N, purge old event ids."""
+"""Maintenance tasks run by beat: sweep stranded rounds, reconcile the top-N, purge old event ids."""
 
 from celery import shared_task
 
-from rankings.services import reconcile_all
+from rankings.services import reconcile_all, rounds_sweep
 from scores.maintenance import processed_events_purge
 
 
@@ -14,3 +14,8 @@ def reconcile_topn() -> int:
 @shared_task(name="tasks.maintenance.purge_event_ids", expires=3500)
 def purge_event_ids() -> int:
     return processed_events_purge()
+
+
+@shared_task(name="tasks.maintenance.sweep_rounds", expires=4)
+def sweep_rounds() -> int:
+    return rounds_sweep()

@@ -1,11 +1,13 @@
-"""Ranking tasks: the merge levels (Celery chords) and the rank index.
+"""Ranking tasks: the board roots of the merge levels, their merges, repairs.
 
-``ranking_dispatch`` cuts an ingest batch's changed rows into leaves and builds the
-tree: each leaf feeds the rank index and reduces its rows to a top-K per board; chords of
-at most ``fan_in`` members merge them level by level (at most ten levels) until one
-top-K per board reaches ``publish_top``, the root.
+``run_root`` runs once per merge window per board (see ``rankings.rounds``). It claims
+the partials pushed since the last root. Up to F of them it merges itself (one level);
+more become a tree known at that moment: level-1 tasks read F partials each from Redis,
+Celery chords of at most F members merge the results level by level, and
+``finish_round`` publishes. A round of n partials has ceil(log_F(n)) levels, at most ten.
 """
 
+import dataclasses
 import logging
 import math
 
@@ -14,18 +16,19 @@ from celery.canvas import Signature
 from django.conf import settings
 
 from rankings.models import Leaderboard
+from rankings.rounds import Span
 from rankings.selectors import leaderboards_by_id
 from rankings.services import (
-    Partial,
     board_repair,
     board_repair_request,
-    partial_from_rows,
-    partials_merge,
-    split_board_key,
-    topn_publish,
-    topn_snapshot_from_index,
+    merge_fan_in,
+    round_plan,
+    round_publish,
+    rows_merge,
+    spans_merge,
 )
 from tasks.errors import TRANSIENT_ERRORS
+from tasks.messages import rows_from_json, rows_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -39,53 +42,90 @@ _RETRYING = {
 }
 
 
-@shared_task(name="tasks.ranking.reduce_leaf", ignore_result=False, **_RETRYING)
-def reduce_leaf(changed: list[list]) -> Partial:
-    return partial_from_rows(changed=changed)
+def _board(leaderboard_id: int) -> Leaderboard | None:
+    return leaderboards_by_id({leaderboard_id}).get(leaderboard_id)
 
 
-@shared_task(name="tasks.ranking.merge_partials", ignore_result=False, **_RETRYING)
-def merge_partials(partials: list[Partial]) -> Partial:
-    return partials_merge(partials=partials)
-
-
-@shared_task(name="tasks.ranking.publish_top", **_RETRYING)
-def publish_top(partial: Partial, levels: int = 0) -> int:
-    """The root of a tree. It writes derived state: a failure that is not an outage is
-    repaired from the database instead of dead-lettered."""
-    try:
-        topn_publish(partial=partial)
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception:
-        logger.exception("merge root failed; repairing %s from the database", sorted(partial))
-        _repair(partial)
-    # One line per root, read by the end-to-end test and the benchmark.
-    logger.info("merge roots: trees=1 levels=%d", levels)
+@shared_task(name="tasks.ranking.run_root", **_RETRYING)
+def run_root(leaderboard_id: int, period: str) -> int:
+    """A board's root: merge the partials pushed since the last root into its top-N."""
+    board = _board(leaderboard_id)
+    if board is None:
+        return 0
+    plan = round_plan(leaderboard=board, period=period)
+    partials = sum(span.stop - span.start + 1 for span in plan.spans)
+    if len(plan.spans) <= 1:
+        candidates = spans_merge(leaderboard=board, period=period, spans=plan.spans)
+        levels = 1 if partials > 1 else 0
+        _publish(board, period, candidates, plan.tokens, partials, levels)
+        return levels
+    canvas, levels = merge_tree(board, period, plan.spans, plan.tokens, partials)
+    canvas.apply_async()
     return levels
 
 
-@shared_task(name="tasks.ranking.snapshot_top", **_RETRYING)
-def snapshot_top(board_keys: list[str]) -> None:
-    """sorted_set strategy: the index is the top-N; copy its head into the admin table."""
+@shared_task(name="tasks.ranking.merge_span", ignore_result=False, **_RETRYING)
+def merge_span(leaderboard_id: int, period: str, span: list) -> list:
+    """Level 1: merge up to F partials of level 0, read from the round's Redis list."""
+    board = _board(leaderboard_id)
+    if board is None:
+        return []
+    return rows_to_json(spans_merge(leaderboard=board, period=period, spans=[Span(*span)]))
+
+
+@shared_task(name="tasks.ranking.merge_rows", ignore_result=False, **_RETRYING)
+def merge_rows(parts: list[list], leaderboard_id: int) -> list:
+    """Levels 2 and up: merge the results of up to F merges below."""
+    board = _board(leaderboard_id)
+    if board is None:
+        return []
+    return rows_to_json(rows_merge(leaderboard=board, parts=[rows_from_json(part) for part in parts]))
+
+
+@shared_task(name="tasks.ranking.finish_round", **_RETRYING)
+def finish_round(rows: list, leaderboard_id: int, period: str, tokens: list[str], partials: int, levels: int) -> None:
+    board = _board(leaderboard_id)
+    if board is not None:
+        _publish(board, period, rows_from_json(rows), tokens, partials, levels)
+
+
+def _publish(board: Leaderboard, period: str, candidates: list, tokens: list[str], partials: int, levels: int) -> None:
+    """Publish a round. It writes derived state: a failure that is not an outage is
+    repaired from the database instead of dead-lettered."""
     try:
-        for leaderboard_id, period in map(split_board_key, board_keys):
-            board = leaderboards_by_id({leaderboard_id}).get(leaderboard_id)
-            if board is not None:
-                topn_snapshot_from_index(leaderboard=board, period=period)
+        round_publish(leaderboard=board, period=period, candidates=candidates, tokens=tokens)
     except TRANSIENT_ERRORS:
         raise
     except Exception:
-        logger.exception("top-N snapshot failed; repairing %s from the database", board_keys)
-        _repair(dict.fromkeys(board_keys))
+        logger.exception("merge root of %s failed; repairing it from the database", board.slug)
+        board_repair_request(leaderboard=board, period=period)
+    # One line per root, read by the tests and the benchmark.
+    logger.info("merge root: board=%s partials=%d levels=%d", board.id, partials, levels)
 
 
-def _repair(board_keys: dict) -> None:
-    boards = leaderboards_by_id({split_board_key(key)[0] for key in board_keys})
-    for key in board_keys:
-        leaderboard_id, period = split_board_key(key)
-        if leaderboard_id in boards:
-            board_repair_request(leaderboard=boards[leaderboard_id], period=period)
+def fan_in_for(leaves: int) -> int:
+    """The configured fan-in, raised when needed so the tree stays within ten levels."""
+    fan_in = merge_fan_in()
+    while leaves > 1 and math.ceil(math.log(leaves, fan_in)) > settings.LEADERBOARD_MERGE_MAX_LEVELS:
+        fan_in += 1
+    return fan_in
+
+
+def merge_tree(
+    board: Leaderboard, period: str, spans: list[Span], tokens: list[str], partials: int
+) -> tuple[Signature, int]:
+    """The canvas merging these spans (level 1) in chords up to one partial, and its levels."""
+    nodes: list[Signature] = [merge_span.si(board.id, period, list(dataclasses.astuple(span))) for span in spans]
+    fan_in = fan_in_for(len(nodes))
+    levels = 1
+    while len(nodes) > 1:
+        nodes = [
+            chord(nodes[i : i + fan_in], merge_rows.s(board.id)) if len(nodes[i : i + fan_in]) > 1 else nodes[i]
+            for i in range(0, len(nodes), fan_in)
+        ]
+        levels += 1
+    finish = finish_round.s(board.id, period, tokens, partials, levels)
+    return nodes[0] | finish, levels
 
 
 @shared_task(name="tasks.ranking.repair_board", **_RETRYING)
@@ -93,45 +133,3 @@ def repair_board(leaderboard_id: int, period: str) -> None:
     board = Leaderboard.objects.filter(id=leaderboard_id).first()
     if board is not None:
         board_repair(leaderboard=board, period=period)
-
-
-def fan_in_for(leaves: int) -> int:
-    """The configured fan-in, raised when needed so the tree stays within ten levels."""
-    fan_in = max(2, settings.LEADERBOARD_MERGE_FAN_IN)
-    while leaves > 1 and math.ceil(math.log(leaves, fan_in)) > settings.LEADERBOARD_MERGE_MAX_LEVELS:
-        fan_in += 1
-    return fan_in
-
-
-def merge_tree(leaves: list[list[list]]) -> tuple[Signature, int]:
-    """The canvas for these leaves and how many chord levels it has."""
-    nodes: list[Signature] = [reduce_leaf.si(leaf) for leaf in leaves]
-    fan_in = fan_in_for(len(nodes))
-    levels = 0
-    while len(nodes) > 1:
-        nodes = [
-            chord(nodes[i : i + fan_in], merge_partials.s()) if len(nodes[i : i + fan_in]) > 1 else nodes[i]
-            for i in range(0, len(nodes), fan_in)
-        ]
-        levels += 1
-    return nodes[0] | publish_top.s(levels=levels), levels
-
-
-def ranking_dispatch(changed: list[list]) -> None:
-    """Hand an ingest batch's changed rows to ranking.
-
-    A batch that fits one leaf is reduced right here (no task to hop through): its rows
-    go into the rank index and its top-K straight to the root. Larger ones become trees.
-    """
-    if not changed:
-        return
-    size = settings.LEADERBOARD_MERGE_LEAF_SIZE
-    if settings.LEADERBOARD_RANKING_STRATEGY == "sorted_set":
-        partial = partial_from_rows(changed=changed)
-        snapshot_top.apply_async(args=[sorted(partial)])
-        return
-    if len(changed) <= size:
-        publish_top.apply_async(args=[partial_from_rows(changed=changed)], kwargs={"levels": 0})
-        return
-    canvas, _ = merge_tree([changed[i : i + size] for i in range(0, len(changed), size)])
-    canvas.apply_async()

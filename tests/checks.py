@@ -47,7 +47,7 @@ def db_scores(board: Leaderboard) -> dict[str, int]:
 
 def db_top(board: Leaderboard, limit: int | None = None) -> list[tuple[str, int]]:
     rows = db_top_rows(leaderboard=board, period=board.current_period(), limit=limit or board.top_n)
-    return [(row[0], row[1]) for row in rows]
+    return [(row.user_id, row.score) for row in rows]
 
 
 def assert_top_consistent(board: Leaderboard) -> None:

@@ -7,8 +7,9 @@ os.environ.setdefault("LEADERBOARD_REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("LEADERBOARD_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("LEADERBOARD_QUEUE_PREFIX", "lbtest")
 os.environ.setdefault("LEADERBOARD_REDIS_PREFIX", "lbtest")
-# Small leaves and fan-in, so the tests' batches build trees of several chord levels.
-os.environ.setdefault("LEADERBOARD_MERGE_LEAF_SIZE", "20")
+# A small fan-in, so the tests' rounds build trees of several chord levels, and a short
+# takeover, so the fault tests see a dead root's round taken over within seconds.
 os.environ.setdefault("LEADERBOARD_MERGE_FAN_IN", "3")
+os.environ.setdefault("LEADERBOARD_ROUND_TAKEOVER_MS", "3000")
 
 from leaderboard_project.settings import *  # noqa: F403

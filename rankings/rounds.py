@@ -1,0 +1,187 @@
+"""Redis side of the merge levels: level 0 of each board, its rounds and its root window.
+
+After an ingest commit, each board's partial is pushed onto the board's *pending* list
+(level 0) in the same round trip that updates the board's rank index. The push also
+tries to claim the board's *root-due* flag, which lives for one merge window: the
+claimer schedules the board's root one window later, everyone else only pushes. So a
+board's root runs at most once per window, whatever the ingest rate.
+
+The root *claims a round*: it renames the pending list to a list of its own (a token),
+recorded in the board's *rounds* set with the claim time. Partials pushed meanwhile go to
+a fresh pending list and the next round. A round is deleted only after its result was
+published; a round whose root died (kill -9, a chord that never completed) stays in the
+set and is taken over by a later root once it is older than the takeover delay, so no
+partial is lost between the ingest commit and the root that includes it. Merging is
+idempotent (newest version per user), so a round merged twice does no harm.
+"""
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+
+from rankings import cache
+from rankings import redis_keys as keys
+from rankings.ordering import Row
+
+# KEYS: pending, root-due, boards-with-rounds. ARGV: partial (or ""), window ms, board key.
+# Returns 1 when this push claimed the next root (the caller schedules it).
+_PUSH = """
+if ARGV[1] ~= '' then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[3], ARGV[3])
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+# KEYS: pending, rounds, this round's list. ARGV: token, now ms, takeover ms.
+# Returns the tokens of the rounds this root takes: its own (if anything was pending)
+# and those whose root has not finished after the takeover delay.
+_CLAIM = """
+local taken = {}
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+for _, token in ipairs(stale) do
+  redis.call('ZADD', KEYS[2], ARGV[2], token)
+  taken[#taken + 1] = token
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  taken[#taken + 1] = ARGV[1]
+end
+return taken
+"""
+
+
+@dataclass(frozen=True)
+class BoardPush:
+    """What one ingest commit hands to one board: rows for its rank index and, with the
+    merge_tree strategy, its encoded partial for level 0."""
+
+    leaderboard_id: int
+    period: str
+    desc: bool
+    rows: list[Row]
+    partial: bytes | None
+
+
+def _board_key(leaderboard_id: int, period: str) -> str:
+    return f"{leaderboard_id}:{period}"
+
+
+def boards_push(client: Redis, pushes: list[BoardPush], window_ms: int) -> list[BoardPush]:
+    """Feed the rank indexes, push the partials, claim the roots: one round trip for all
+    boards. Returns the pushes whose board's root the caller must schedule."""
+    pipe = client.pipeline(transaction=False)
+    claim_results = []
+    for push in pushes:
+        if push.rows:
+            cache.index_apply(pipe, push.leaderboard_id, push.period, push.rows, push.desc)
+        push_keys = [
+            keys.pending_key(push.leaderboard_id, push.period),
+            keys.root_due_key(push.leaderboard_id, push.period),
+            keys.boards_with_rounds_key(),
+        ]
+        args = [push.partial or b"", window_ms, _board_key(push.leaderboard_id, push.period)]
+        cache.run_script(pipe, _PUSH, push_keys, args)
+        claim_results.append(len(pipe) - 1)
+    results = pipe.execute()
+    return [push for push, at in zip(pushes, claim_results, strict=True) if results[at] == 1]
+
+
+def root_claim(client: Redis, leaderboard_id: int, period: str, window_ms: int) -> bool:
+    """Claim the board's next root without pushing (a finished round with more pending,
+    or the sweeper): True when the caller must schedule it."""
+    due = keys.root_due_key(leaderboard_id, period)
+    return bool(client.set(due, "1", nx=True, px=window_ms))
+
+
+def round_claim(client: Redis, leaderboard_id: int, period: str, takeover_ms: int) -> list[str]:
+    token = secrets.token_hex(8)
+    claim_keys = [
+        keys.pending_key(leaderboard_id, period),
+        keys.rounds_key(leaderboard_id, period),
+        keys.inflight_key(leaderboard_id, period, token),
+    ]
+    taken = cache.run_script(client, _CLAIM, claim_keys, [token, int(time.time() * 1000), takeover_ms])
+    return [t.decode() if isinstance(t, bytes) else t for t in taken]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A slice of one round's list: the unit a level-1 merge reads."""
+
+    token: str
+    start: int
+    stop: int  # inclusive, as LRANGE takes it
+
+
+def round_spans(client: Redis, leaderboard_id: int, period: str, tokens: list[str], fan_in: int) -> list[Span]:
+    """Cut the rounds' lists into spans of at most ``fan_in`` partials."""
+    pipe = client.pipeline(transaction=False)
+    for token in tokens:
+        pipe.llen(keys.inflight_key(leaderboard_id, period, token))
+    spans = []
+    for token, length in zip(tokens, pipe.execute(), strict=True):
+        spans += [Span(token, start, min(start + fan_in, length) - 1) for start in range(0, length, fan_in)]
+    return spans
+
+
+def spans_read(client: Redis, leaderboard_id: int, period: str, spans: list[Span]) -> list[bytes]:
+    """The encoded partials of these spans (a span whose round is already gone reads
+    empty: whoever deleted it had published it)."""
+    pipe = client.pipeline(transaction=False)
+    for span in spans:
+        pipe.lrange(keys.inflight_key(leaderboard_id, period, span.token), span.start, span.stop)
+    return [raw for found in pipe.execute() for raw in found]
+
+
+def round_finish(client: Redis, leaderboard_id: int, period: str, tokens: list[str]) -> bool:
+    """Forget rounds whose result is published; True when partials are pending again."""
+    pipe = client.pipeline(transaction=True)
+    if tokens:
+        pipe.delete(*(keys.inflight_key(leaderboard_id, period, token) for token in tokens))
+        pipe.zrem(keys.rounds_key(leaderboard_id, period), *tokens)
+    pipe.exists(keys.pending_key(leaderboard_id, period))
+    return bool(pipe.execute()[-1])
+
+
+def boards_with_rounds(client: Redis) -> list[tuple[int, str]]:
+    found = []
+    for member in client.smembers(keys.boards_with_rounds_key()):
+        leaderboard_id, period = member.decode().split(":", 1)
+        found.append((int(leaderboard_id), period))
+    return sorted(found)
+
+
+def board_rounds_state(client: Redis, leaderboard_id: int, period: str) -> tuple[bool, int]:
+    """(partials pending?, rounds claimed and unfinished) for the sweeper."""
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(keys.pending_key(leaderboard_id, period))
+    pipe.zcard(keys.rounds_key(leaderboard_id, period))
+    pending, rounds = pipe.execute()
+    return bool(pending), int(rounds)
+
+
+# KEYS: pending, rounds, boards-with-rounds. ARGV: board key. Atomic, so a push that
+# lands between the check and the removal keeps its board in the set.
+_FORGET_IDLE = """
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def board_rounds_forget_if_idle(client: Redis, leaderboard_id: int, period: str) -> bool:
+    """Drop a board with nothing pending and no open round from the sweeper's set (its
+    next push adds it again)."""
+    forget_keys = [
+        keys.pending_key(leaderboard_id, period),
+        keys.rounds_key(leaderboard_id, period),
+        keys.boards_with_rounds_key(),
+    ]
+    return bool(cache.run_script(client, _FORGET_IDLE, forget_keys, [_board_key(leaderboard_id, period)]))

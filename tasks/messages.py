@@ -1,0 +1,89 @@
+"""The records that travel between the tiers, in one module: producers and consumers
+import the same types.
+
+Each is a ``msgspec.Struct`` with ``array_like=True``: on the wire it is as compact as a
+plain list, but code reads ``event.user_id`` instead of ``event[1]``, and decoding
+validates the shape. Messages carry a version, so a later format can be told apart.
+
+- ``ScoreEvent`` / ``IngestBatch``: web tier -> ingest queue (a Celery task argument).
+- ``ChangedRow``: the ingest transaction's output, one per (board, period, user) touched.
+- ``Row``: a ranked row, the unit of partials, of the top-N table and of its Redis copy.
+- ``Partial``: one board's top-K candidates, pushed to the board's level 0 after a commit
+  and merged level by level up to the board's root.
+"""
+
+from typing import Any
+
+import msgspec
+
+WIRE_VERSION = 1
+
+
+class ScoreEvent(msgspec.Struct, array_like=True, frozen=True):
+    leaderboard_id: int
+    user_id: str
+    points: int
+    # The client's id, or one the web tier made ("~" + ...), never empty.
+    event_id: str
+    # When the web tier accepted the event (µs since the epoch): it orders "last"
+    # writes and stamps reached_at, whatever order the workers apply events in.
+    accepted_us: int
+
+
+class IngestBatch(msgspec.Struct, array_like=True, frozen=True):
+    version: int
+    events: list[ScoreEvent]
+
+
+class Row(msgspec.Struct, array_like=True, frozen=True):
+    user_id: str
+    score: int
+    reached_us: int
+    # The score row's version: of two copies of one user's row, the higher is newer.
+    version: int
+
+
+class ChangedRow(msgspec.Struct, array_like=True, frozen=True):
+    leaderboard_id: int
+    period: str
+    row: Row
+
+
+class Partial(msgspec.Struct, array_like=True, frozen=True):
+    version: int
+    leaderboard_id: int
+    period: str
+    rows: list[Row]
+
+
+_partial_decoder = msgspec.json.Decoder(Partial)
+_encoder = msgspec.json.Encoder()
+
+
+def ingest_batch_payload(events: list[ScoreEvent]) -> list[Any]:
+    """The task argument for a batch: plain JSON data, as Celery's serializer wants."""
+    return msgspec.to_builtins(IngestBatch(version=WIRE_VERSION, events=events))
+
+
+def ingest_batch_from_payload(payload: Any) -> IngestBatch:
+    batch = msgspec.convert(payload, IngestBatch)
+    if batch.version != WIRE_VERSION:
+        raise ValueError(f"ingest batch of wire version {batch.version}; this worker reads {WIRE_VERSION}")
+    return batch
+
+
+def partial_encode(partial: Partial) -> bytes:
+    return _encoder.encode(partial)
+
+
+def partial_decode(raw: bytes) -> Partial:
+    return _partial_decoder.decode(raw)
+
+
+def rows_from_json(data: Any) -> list[Row]:
+    """Rows stored as JSON lists (the top-N table, task results) back as ``Row``s."""
+    return msgspec.convert(data, list[Row])
+
+
+def rows_to_json(rows: list[Row]) -> list[Any]:
+    return msgspec.to_builtins(rows)
