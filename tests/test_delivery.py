@@ -7,6 +7,8 @@ from kombu import Connection
 
 from leaderboard_project.celery import app as celery_app
 from scores.partitioning import partition_of
+from scores.services import now_micros
+from tasks.messages import WIRE_VERSION, ScoreEvent, ingest_batch_payload
 from tasks.queues import APPLY_EVENTS_TASK, QueueRole, ingest_queue_name, role_queue_name
 from tests.checks import db_scores, eventually
 
@@ -26,8 +28,10 @@ def test_it_dead_letters_a_poison_message_and_goes_on(worker, make_board):
     )
     before = dead_letters()
     # Points that are not a number can never be applied: a retry would only loop.
-    celery_app.send_task(APPLY_EVENTS_TASK, args=[[[board.id, "victim", "lots", "p1"]]], queue=queue)
-    celery_app.send_task(APPLY_EVENTS_TASK, args=[[[board.id, "victim", 5, "ok1"]]], queue=queue)
+    poison = [WIRE_VERSION, [[board.id, "victim", "lots", "p1", now_micros()]]]
+    celery_app.send_task(APPLY_EVENTS_TASK, args=[poison], queue=queue)
+    good = ingest_batch_payload([ScoreEvent(board.id, "victim", 5, "ok1", now_micros())])
+    celery_app.send_task(APPLY_EVENTS_TASK, args=[good], queue=queue)
 
     eventually(lambda: _assert_equal(db_scores(board), {"victim": 5}))
     eventually(lambda: _assert_equal(dead_letters(), before + 1))
