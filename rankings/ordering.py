@@ -41,6 +41,26 @@ def top_k(rows: Iterable[Row], k: int, desc: bool) -> list[Row]:
     return sorted(newest.values(), key=lambda r: rank_key(r, desc))[:k]
 
 
+def merge_top_k(rows: Iterable[Row], k: int, desc: bool) -> tuple[list[Row], bool]:
+    """``top_k`` of rows from several partials, and whether any user fell between them.
+
+    A partial is cut to its board's top-K, so when a user's newer row ranks worse than an
+    older one, a partial that held the older row may have cut someone who now belongs in
+    the top-K: the merge can no longer be trusted and the root repairs from the database.
+    """
+    newest: dict[str, Row] = {}
+    best: dict[str, tuple[int, int, str]] = {}
+    for row in rows:
+        held = newest.get(row.user_id)
+        if held is None or row.version > held.version:
+            newest[row.user_id] = row
+        key = rank_key(row, desc)
+        if row.user_id not in best or key < best[row.user_id]:
+            best[row.user_id] = key
+    fell = any(best[user] < rank_key(row, desc) for user, row in newest.items())
+    return sorted(newest.values(), key=lambda r: rank_key(r, desc))[:k], fell
+
+
 def index_member(row: Row, desc: bool) -> str:
     """A Redis sorted-set member whose byte order is the rank order.
 

@@ -25,12 +25,13 @@ from redis.exceptions import RedisError
 from leaderboard_project.celery import app as celery_app
 from rankings import cache, redis_keys, rounds
 from rankings.models import Leaderboard, TopN
-from rankings.ordering import rank_key, to_micros, top_k
+from rankings.ordering import merge_top_k, rank_key, to_micros, top_k
 from rankings.selectors import db_rows_of, db_top_rows, index_head_rows, is_desc, leaderboards_by_id
 from scores.models import Score
 from tasks.messages import (
     WIRE_VERSION,
     ChangedRow,
+    Merged,
     Partial,
     Row,
     partial_decode,
@@ -114,18 +115,20 @@ def round_plan(*, leaderboard: Leaderboard, period: str) -> RoundPlan:
     return RoundPlan(tokens, spans)
 
 
-def spans_merge(*, leaderboard: Leaderboard, period: str, spans: list[rounds.Span]) -> list[Row]:
+def spans_merge(*, leaderboard: Leaderboard, period: str, spans: list[rounds.Span]) -> Merged:
     """Level 1: read up to F partials of level 0 from Redis and merge them."""
     raw = rounds.spans_read(cache.redis_client(), leaderboard.id, period, spans)
-    return rows_merge(leaderboard=leaderboard, parts=[partial_decode(item).rows for item in raw])
+    return rows_merge(leaderboard=leaderboard, parts=[Merged(partial_decode(item).rows, False) for item in raw])
 
 
-def rows_merge(*, leaderboard: Leaderboard, parts: list[list[Row]]) -> list[Row]:
-    """One merge step: the union of the parts, newest version per user, cut to top-K."""
-    return top_k((row for part in parts for row in part), leaderboard.top_n, is_desc(leaderboard))
+def rows_merge(*, leaderboard: Leaderboard, parts: list[Merged]) -> Merged:
+    """One merge step: the union of the parts, newest version per user, cut to top-K.
+    Deterministic, so a re-run step gives the same result."""
+    rows, fell = merge_top_k((row for part in parts for row in part.rows), leaderboard.top_n, is_desc(leaderboard))
+    return Merged(rows, fell or any(part.fell for part in parts))
 
 
-def round_publish(*, leaderboard: Leaderboard, period: str, candidates: list[Row], tokens: list[str]) -> None:
+def round_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged, tokens: list[str]) -> None:
     """The root's last step: merge the round into the top-N, publish it, then forget the
     round (only now: a root that dies before this leaves the round to be taken over)."""
     if settings.LEADERBOARD_RANKING_STRATEGY == "sorted_set":
@@ -170,21 +173,22 @@ def _fell(rows: Iterable[Row], fresh: dict[str, Row], desc: bool) -> bool:
     return any(row.user_id not in fresh or rank_key(fresh[row.user_id], desc) > rank_key(row, desc) for row in rows)
 
 
-def topn_publish(*, leaderboard: Leaderboard, period: str, candidates: list[Row]) -> None:
+def topn_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged) -> None:
     """Merge a round's candidates into the board's top-N and publish it.
 
     The candidates' and members' rows are re-read under the top-N row lock. Merging is
     exact only while nobody falls: when a member of the current top-N or a candidate
-    now stands worse than the value it was cut with, someone outside both lists may now
-    belong in the top-N, so the list is repaired from the database's ranking index.
+    now stands worse than the value it was cut with (or fell between two partials of the
+    round), someone outside both lists may now belong in the top-N, so the list is
+    repaired from the database's ranking index.
     """
     desc = is_desc(leaderboard)
     with transaction.atomic():
         top = _locked_top(leaderboard, period)
         current = rows_from_json(top.entries)
-        users = {row.user_id for row in current} | {row.user_id for row in candidates}
+        users = {row.user_id for row in current} | {row.user_id for row in candidates.rows}
         fresh = db_rows_of(leaderboard=leaderboard, period=period, user_ids=sorted(users))
-        if _fell(current, fresh, desc) or _fell(candidates, fresh, desc):
+        if candidates.fell or _fell(current, fresh, desc) or _fell(candidates.rows, fresh, desc):
             entries = db_top_rows(leaderboard=leaderboard, period=period, limit=leaderboard.top_n)
         else:
             entries = top_k(fresh.values(), leaderboard.top_n, desc)

@@ -9,7 +9,7 @@ validates the shape. Messages carry a version, so a later format can be told apa
 - ``ChangedRow``: the ingest transaction's output, one per (board, period, user) touched.
 - ``Row``: a ranked row, the unit of partials, of the top-N table and of its Redis copy.
 - ``Partial``: one board's top-K candidates, pushed to the board's level 0 after a commit
-  and merged level by level up to the board's root.
+  and merged level by level up to the board's root; ``Merged``: a merge step's result.
 """
 
 from typing import Any
@@ -56,6 +56,14 @@ class Partial(msgspec.Struct, array_like=True, frozen=True):
     rows: list[Row]
 
 
+class Merged(msgspec.Struct, array_like=True, frozen=True):
+    """The result of a merge step: the rows, and whether anyone fell on the way (then
+    the root repairs from the database)."""
+
+    rows: list[Row]
+    fell: bool
+
+
 _partial_decoder = msgspec.json.Decoder(Partial)
 _encoder = msgspec.json.Encoder()
 
@@ -78,6 +86,10 @@ def partial_encode(partial: Partial) -> bytes:
 
 def partial_decode(raw: bytes) -> Partial:
     return _partial_decoder.decode(raw)
+
+
+def merged_from_json(data: Any) -> Merged:
+    return msgspec.convert(data, Merged)
 
 
 def rows_from_json(data: Any) -> list[Row]:

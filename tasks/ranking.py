@@ -14,6 +14,7 @@ import math
 from celery import chord, shared_task
 from celery.canvas import Signature
 from django.conf import settings
+from msgspec import to_builtins
 
 from rankings.models import Leaderboard
 from rankings.rounds import Span
@@ -28,7 +29,7 @@ from rankings.services import (
     spans_merge,
 )
 from tasks.errors import TRANSIENT_ERRORS
-from tasks.messages import rows_from_json, rows_to_json
+from tasks.messages import Merged, merged_from_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def merge_span(leaderboard_id: int, period: str, span: list) -> list:
     board = _board(leaderboard_id)
     if board is None:
         return []
-    return rows_to_json(spans_merge(leaderboard=board, period=period, spans=[Span(*span)]))
+    return to_builtins(spans_merge(leaderboard=board, period=period, spans=[Span(*span)]))
 
 
 @shared_task(name="tasks.ranking.merge_rows", ignore_result=False, **_RETRYING)
@@ -79,17 +80,19 @@ def merge_rows(parts: list[list], leaderboard_id: int) -> list:
     board = _board(leaderboard_id)
     if board is None:
         return []
-    return rows_to_json(rows_merge(leaderboard=board, parts=[rows_from_json(part) for part in parts]))
+    return to_builtins(rows_merge(leaderboard=board, parts=[merged_from_json(part) for part in parts]))
 
 
 @shared_task(name="tasks.ranking.finish_round", **_RETRYING)
-def finish_round(rows: list, leaderboard_id: int, period: str, tokens: list[str], partials: int, levels: int) -> None:
+def finish_round(merged: list, leaderboard_id: int, period: str, tokens: list[str], partials: int, levels: int) -> None:
     board = _board(leaderboard_id)
     if board is not None:
-        _publish(board, period, rows_from_json(rows), tokens, partials, levels)
+        _publish(board, period, merged_from_json(merged), tokens, partials, levels)
 
 
-def _publish(board: Leaderboard, period: str, candidates: list, tokens: list[str], partials: int, levels: int) -> None:
+def _publish(
+    board: Leaderboard, period: str, candidates: Merged, tokens: list[str], partials: int, levels: int
+) -> None:
     """Publish a round. It writes derived state: a failure that is not an outage is
     repaired from the database instead of dead-lettered."""
     try:

@@ -1,10 +1,14 @@
 """Ranking semantics through the real pipeline (broker, worker, Postgres, Redis), per strategy."""
 
 import pytest
+from django.conf import settings
 
+from leaderboard_project.celery import app as celery_app
 from rankings.models import Leaderboard
 from scores.partitioning import partition_of
-from scores.services import score_events_submit
+from scores.services import now_micros, score_events_submit
+from tasks.messages import ScoreEvent, ingest_batch_payload
+from tasks.queues import APPLY_EVENTS_TASK, ingest_queue_name
 from tests.checks import assert_ranks_consistent, assert_top_consistent, db_scores, db_top, eventually
 
 pytestmark = pytest.mark.pipeline
@@ -100,3 +104,53 @@ def test_it_applies_a_repeated_event_id_once(worker, make_board):
     submit(board, ("a", 5, "e1"), ("a", 5, "e1"), ("a", 7, "e2"))
     submit(board, ("a", 5, "e1"), ("b", 1, "e1"))
     settle(board, {"a": 12, "b": 1})
+
+
+def publish_stamped(board: Leaderboard, *events: tuple[str, int, str, int]) -> None:
+    """One ingest message whose events carry accepted times chosen by the test."""
+    batch = [ScoreEvent(board.id, user, points, event_id, accepted) for user, points, event_id, accepted in events]
+    queue = ingest_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, 0)
+    celery_app.send_task(APPLY_EVENTS_TASK, args=[ingest_batch_payload(batch)], queue=queue)
+
+
+def test_it_keeps_the_later_accepted_value_on_a_last_board_applied_in_reverse(worker, make_board):
+    board = make_board(aggregation="last")
+    t = now_micros()
+    publish_stamped(board, ("a", 7, "second", t + 1000))
+    settle(board, {"a": 7})
+    publish_stamped(board, ("a", 3, "first", t))  # accepted earlier, applied later: loses
+    publish_stamped(board, ("b", 1, "x", t))
+    settle(board, {"a": 7, "b": 1})
+
+
+def test_it_breaks_a_last_writer_tie_of_one_accepted_time_by_event_id(worker, make_board):
+    board = make_board(aggregation="last")
+    t = now_micros()
+    publish_stamped(board, ("a", 5, "e2", t))
+    publish_stamped(board, ("a", 9, "e1", t))
+    publish_stamped(board, ("b", 1, "x", t))
+    settle(board, {"a": 5, "b": 1})
+
+
+def test_it_gives_a_tie_to_the_earlier_accepted_event_whatever_the_apply_order(worker, make_board):
+    board = make_board()
+    t = now_micros()
+    publish_stamped(board, ("zed", 10, "z1", t + 5000))
+    settle(board, {"zed": 10})
+    publish_stamped(board, ("amy", 10, "a1", t))  # applied after zed, accepted before
+    settle(board, {"zed": 10, "amy": 10})
+    assert db_top(board) == [("amy", 10), ("zed", 10)]
+
+
+def test_it_stamps_a_best_score_with_the_earliest_event_that_reached_it(worker, make_board):
+    board = make_board(aggregation="best")
+    t = now_micros()
+    publish_stamped(board, ("zed", 10, "z-late", t + 9000), ("amy", 10, "a1", t + 5000))
+    settle(board, {"zed": 10, "amy": 10})
+    publish_stamped(board, ("zed", 10, "z-early", t))  # same best, reached earlier
+    eventually(lambda: _assert_equal(db_top(board), [("zed", 10), ("amy", 10)]))
+    settle(board, {"zed": 10, "amy": 10})
+
+
+def _assert_equal(actual: object, expected: object) -> None:
+    assert actual == expected
