@@ -19,5 +19,6 @@ from tasks.ranking import ranking_dispatch
 def apply_events(events: list[list]) -> int:
     """Apply one message's events. Safe to run twice: event ids are recorded once."""
     changed = score_events_apply(events=events)
+    __import__("rankings.activity").activity.board_activity_record_batch(events)  # ops hook
     ranking_dispatch(changed)
     return len(changed)
