@@ -26,7 +26,7 @@ class LeaderboardAdmin(admin.ModelAdmin):
     def rebuild_top_n(self, request: HttpRequest, queryset: QuerySet[Leaderboard]) -> None:
         for board in queryset:
             top = topn_rebuild(leaderboard=board, period=board.current_period())
-            self.message_user(request, f"{board.slug}: top-N rebuilt, {len(top.entries)} entries.", messages.SUCCESS)
+            self.message_user(request, f"Top-N of {board.slug} rebuilt: {len(top.entries)} entries.", messages.SUCCESS)
 
     @admin.action(description="Rebuild the rank index from the database")
     def rebuild_rank_index(self, request: HttpRequest, queryset: QuerySet[Leaderboard]) -> None:
@@ -34,9 +34,10 @@ class LeaderboardAdmin(admin.ModelAdmin):
             # Runs in the request: about 30,000 rows/s (docs/benchmark.json), so a
             # board of a million users takes half a minute.
             if index_rebuild(leaderboard=board, period=board.current_period()):
-                self.message_user(request, f"{board.slug}: rank index rebuilt.", messages.SUCCESS)
+                self.message_user(request, f"Rank index of {board.slug} rebuilt.", messages.SUCCESS)
             else:
-                self.message_user(request, f"{board.slug}: a rebuild is already running.", messages.WARNING)
+                message = f"Rank index of {board.slug}: a rebuild is already running."
+                self.message_user(request, message, messages.WARNING)
 
 
 @admin.register(TopN)
