@@ -61,10 +61,14 @@ INSTALLED_APPS = [
     "rankings",
     "scores",
     "tasks",
+    "operations",
+    "pages",
 ]
 
 MIDDLEWARE = [
+    "leaderboard_project.metrics.ResponseMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,6 +131,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves static files from gunicorn too. It also looks in the apps' static/
+# folders, so `make run` needs no collectstatic (the image runs it anyway).
+WHITENOISE_USE_FINDERS = True
 
 # A batch of 1000 events is about 100 KB; anything far past that is refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("LEADERBOARD_MAX_BODY_BYTES", 256 * 1024)
@@ -183,6 +190,13 @@ LEADERBOARD_EVENT_ID_RETENTION_HOURS = env_int("LEADERBOARD_EVENT_ID_RETENTION_H
 LEADERBOARD_REDIS_PREFIX = env_str("LEADERBOARD_REDIS_PREFIX", "lb")
 # Mounts the bare DRF endpoint under /bench/ (the benchmark's web-framework baseline); off in production.
 LEADERBOARD_BENCH_ENDPOINTS = env_bool("LEADERBOARD_BENCH_ENDPOINTS", False)
+
+# --- Operations ------------------------------------------------------------------------
+# /metrics is internal: a 404 unless LEADERBOARD_METRICS_PUBLIC is on (make run, or a
+# deployment whose proxy keeps /metrics off the public path) or the scraper sends
+# "Authorization: Bearer <LEADERBOARD_METRICS_TOKEN>".
+LEADERBOARD_METRICS_PUBLIC = env_bool("LEADERBOARD_METRICS_PUBLIC", False)
+LEADERBOARD_METRICS_TOKEN = env_str("LEADERBOARD_METRICS_TOKEN", "")
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("LEADERBOARD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")

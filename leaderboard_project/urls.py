@@ -3,6 +3,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from operations.admin_views import pipeline_view
+from operations.views import healthz, metrics, readyz
+from pages.api import LeaderboardActivityView
+from pages.views import board_detail, board_list
 from rankings.api import LeaderboardDetailView, LeaderboardListView, LeaderboardTopView, LeaderboardUserView
 from scores.api import ScoreSubmitView
 
@@ -12,12 +16,19 @@ api_v1 = [
     path("leaderboards/<str:slug>/scores", ScoreSubmitView.as_view(), name="score-submit"),
     path("leaderboards/<str:slug>/top", LeaderboardTopView.as_view(), name="leaderboard-top"),
     path("leaderboards/<str:slug>/users/<str:user_id>", LeaderboardUserView.as_view(), name="leaderboard-user"),
+    path("leaderboards/<str:slug>/activity", LeaderboardActivityView.as_view(), name="leaderboard-activity"),
 ]
 
 urlpatterns = [
+    path("admin/pipeline/", admin.site.admin_view(pipeline_view), name="admin-pipeline"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/", include(api_v1)),
+    path("boards/", board_list, name="board-list"),
+    path("boards/<str:slug>/", board_detail, name="board-detail"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]
 
 if settings.LEADERBOARD_BENCH_ENDPOINTS:

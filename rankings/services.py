@@ -13,6 +13,7 @@ only while scores never decrease).
 """
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from leaderboard_project import metrics
 from leaderboard_project.celery import app as celery_app
 from rankings import cache, redis_keys, rounds
 from rankings.models import Leaderboard, TopN
@@ -58,7 +60,7 @@ def leaderboard_create(**fields: object) -> Leaderboard:
     return board
 
 
-def ranking_handoff(*, changed: list[ChangedRow]) -> int:
+def ranking_handoff(*, changed: list[ChangedRow], oldest_accepted_us: int) -> int:
     """After an ingest commit: hand each board's changed rows to ranking.
 
     In one Redis round trip the rows go into the boards' rank indexes and (merge_tree)
@@ -80,7 +82,7 @@ def ranking_handoff(*, changed: list[ChangedRow]) -> int:
         partial = None
         if with_partials:
             cut = top_k(rows, board.top_n, desc)
-            partial = partial_encode(Partial(WIRE_VERSION, leaderboard_id, period, cut))
+            partial = partial_encode(Partial(WIRE_VERSION, leaderboard_id, period, cut, oldest_accepted_us))
         pushes.append(rounds.BoardPush(leaderboard_id, period, desc, rows, partial))
     if not pushes:
         return 0
@@ -118,14 +120,16 @@ def round_plan(*, leaderboard: Leaderboard, period: str) -> RoundPlan:
 def spans_merge(*, leaderboard: Leaderboard, period: str, spans: list[rounds.Span]) -> Merged:
     """Level 1: read up to F partials of level 0 from Redis and merge them."""
     raw = rounds.spans_read(cache.redis_client(), leaderboard.id, period, spans)
-    return rows_merge(leaderboard=leaderboard, parts=[Merged(partial_decode(item).rows, False) for item in raw])
+    partials = [partial_decode(item) for item in raw]
+    return rows_merge(leaderboard=leaderboard, parts=[Merged(p.rows, False, p.oldest_accepted_us) for p in partials])
 
 
 def rows_merge(*, leaderboard: Leaderboard, parts: list[Merged]) -> Merged:
     """One merge step: the union of the parts, newest version per user, cut to top-K.
     Deterministic, so a re-run step gives the same result."""
     rows, fell = merge_top_k((row for part in parts for row in part.rows), leaderboard.top_n, is_desc(leaderboard))
-    return Merged(rows, fell or any(part.fell for part in parts))
+    oldest = min((part.oldest_accepted_us for part in parts if part.oldest_accepted_us), default=0)
+    return Merged(rows, fell or any(part.fell for part in parts), oldest)
 
 
 def round_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged, tokens: list[str]) -> None:
@@ -135,6 +139,8 @@ def round_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged, 
         topn_snapshot_from_index(leaderboard=leaderboard, period=period)
     else:
         topn_publish(leaderboard=leaderboard, period=period, candidates=candidates)
+    if candidates.oldest_accepted_us:
+        metrics.freshness_observe((time.time_ns() // 1000 - candidates.oldest_accepted_us) / 1e6)
     client = cache.redis_client()
     pending = rounds.round_finish(client, leaderboard.id, period, tokens)
     # Pushes that saw this window's flag are pending; if the flag expired with nobody
@@ -203,6 +209,8 @@ def topn_rebuild(*, leaderboard: Leaderboard, period: str) -> TopN:
         top = _locked_top(leaderboard, period)
         entries = db_top_rows(leaderboard=leaderboard, period=period, limit=leaderboard.top_n)
         if entries != rows_from_json(top.entries) or top.as_of is None:
+            if top.as_of is not None:
+                metrics.reconcile_repaired(leaderboard.slug)
             _save_top(top, entries)
     topn_cache_refill(top=top)
     return top
@@ -279,7 +287,10 @@ def index_rebuild(*, leaderboard: Leaderboard, period: str) -> bool:
             cache.index_apply(client, leaderboard.id, period, chunk, desc)
             chunk = []
     cache.index_apply(client, leaderboard.id, period, chunk, desc)
-    return cache.index_build_finish(client, leaderboard.id, period, token)
+    finished = cache.index_build_finish(client, leaderboard.id, period, token)
+    if finished:
+        metrics.rank_index_rebuilt(leaderboard.slug)
+    return finished
 
 
 def reconcile_all() -> int:

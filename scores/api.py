@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leaderboard_project.api import ServiceUnavailable
+from leaderboard_project.metrics import events_accepted
 from rankings.api import board_or_404
 from scores.auth import ApiKeyRateThrottle, HasApiKey
 from scores.serializers import AcceptedSerializer, ScoreBatchSerializer, ScoreEventSerializer, ScoreSubmitSerializer
@@ -44,4 +45,5 @@ class ScoreSubmitView(APIView):
             accepted = score_events_submit(leaderboard=board, events=submission.validated_data["events"])
         except BrokerUnavailable as exc:
             raise ServiceUnavailable() from exc
+        events_accepted(board.slug, accepted)
         return Response(AcceptedSerializer({"accepted": accepted}).data, status=status.HTTP_202_ACCEPTED)

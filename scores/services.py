@@ -17,13 +17,14 @@ messages therefore cannot change a result.
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
 
+from leaderboard_project import metrics
 from rankings.models import Aggregation, Leaderboard, Order
 from rankings.ordering import INT64_MAX, from_micros, to_micros
 from rankings.selectors import leaderboards_by_id
@@ -257,4 +258,21 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
         if unmoved:
             cursor.execute(_CURRENT_ROWS_SQL, _key_arrays(unmoved))
             changed += _as_changed(cursor.fetchall())
+    _record_applied(boards, unique, fresh_ids)
     return changed
+
+
+def _record_applied(
+    boards: dict[int, Leaderboard], unique: dict[tuple[str, int, str], ScoreEvent], fresh_ids: set[tuple]
+) -> None:
+    """Metrics of a committed batch: events applied and duplicates per board, and the lag
+    from acceptance to commit (once per request: its events share one accepted time)."""
+    applied: Counter[int] = Counter()
+    duplicates: Counter[int] = Counter()
+    for event_key, event in unique.items():
+        (applied if event_key in fresh_ids else duplicates)[event.leaderboard_id] += 1
+    for leaderboard_id in applied.keys() | duplicates.keys():
+        metrics.events_applied(boards[leaderboard_id].slug, applied[leaderboard_id], duplicates[leaderboard_id])
+    now = now_micros()
+    for accepted_us in {event.accepted_us for event in unique.values()}:
+        metrics.ingest_lag_observe((now - accepted_us) / 1e6)

@@ -5,6 +5,7 @@ import logging
 from celery import Task, shared_task
 from django.conf import settings
 
+from rankings.activity import board_activity_record_batch
 from rankings.services import ranking_handoff
 from scores.services import score_events_apply
 from tasks.consuming import messages_taken
@@ -17,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 def _apply(events: list[ScoreEvent]) -> int:
     changed = score_events_apply(events=events)
-    ranking_handoff(changed=changed)
+    board_activity_record_batch(events)
+    ranking_handoff(changed=changed, oldest_accepted_us=min(event.accepted_us for event in events))
     return len(changed)
 
 

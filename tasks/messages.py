@@ -54,6 +54,9 @@ class Partial(msgspec.Struct, array_like=True, frozen=True):
     leaderboard_id: int
     period: str
     rows: list[Row]
+    # The earliest accepted time among the events behind it: the root that publishes it
+    # measures freshness (accepted -> visible in the top-N) from it.
+    oldest_accepted_us: int
 
 
 class Merged(msgspec.Struct, array_like=True, frozen=True):
@@ -62,6 +65,7 @@ class Merged(msgspec.Struct, array_like=True, frozen=True):
 
     rows: list[Row]
     fell: bool
+    oldest_accepted_us: int  # 0 when the merge had no partial
 
 
 _partial_decoder = msgspec.json.Decoder(Partial)

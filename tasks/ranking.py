@@ -16,6 +16,7 @@ from celery.canvas import Signature
 from django.conf import settings
 from msgspec import to_builtins
 
+from leaderboard_project import metrics
 from rankings.models import Leaderboard
 from rankings.rounds import Span
 from rankings.selectors import leaderboards_by_id
@@ -102,6 +103,7 @@ def _publish(
     except Exception:
         logger.exception("merge root of %s failed; repairing it from the database", board.slug)
         board_repair_request(leaderboard=board, period=period)
+    metrics.root_run(board.slug, levels)
     # One line per root, read by the tests and the benchmark.
     logger.info("merge root: board=%s partials=%d levels=%d", board.id, partials, levels)
 

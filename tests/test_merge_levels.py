@@ -28,7 +28,7 @@ def ingest(board: Leaderboard, *events: tuple, accepted_us: int | None = None) -
     """One ingest message: apply it, then hand its rows to ranking (what apply_events does)."""
     stamp = accepted_us or now_micros()
     batch = [ScoreEvent(board.id, user, points, f"e-{uuid.uuid4().hex}", stamp) for user, points in events]
-    ranking_handoff(changed=score_events_apply(events=batch))
+    ranking_handoff(changed=score_events_apply(events=batch), oldest_accepted_us=stamp)
 
 
 def claim(board: Leaderboard) -> RoundPlan:
@@ -39,7 +39,7 @@ def finish(board: Leaderboard, plan: RoundPlan) -> None:
     """The rest of a root: merge the claimed round's spans and publish."""
     period = board.current_period()
     parts = [spans_merge(leaderboard=board, period=period, spans=[span]) for span in plan.spans]
-    merged = rows_merge(leaderboard=board, parts=parts) if parts else Merged([], False)
+    merged = rows_merge(leaderboard=board, parts=parts) if parts else Merged([], False, 0)
     round_publish(leaderboard=board, period=period, candidates=merged, tokens=plan.tokens)
 
 

@@ -1,0 +1,72 @@
+"""Events per second per board, for the live page's chart.
+
+One Redis counter per board and second (``INCRBY``), expiring after two minutes, so the
+last minute is always there and nothing has to be trimmed. Reading a minute is one
+pipelined round trip of 60 ``GET``s. The counts are a display aid, not a ledger: a
+failed write is logged and forgotten, never retried.
+"""
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+from django.conf import settings
+from redis import Redis
+from redis.exceptions import RedisError
+
+from rankings.cache import redis_client
+from tasks.messages import ScoreEvent
+
+logger = logging.getLogger(__name__)
+
+# Long enough to read a full minute back, short enough that idle boards cost nothing.
+ACTIVITY_TTL_SECONDS = 120
+ACTIVITY_WINDOW_SECONDS = 60
+
+
+def activity_key(leaderboard_id: int, second: int) -> str:
+    # The hash tag keeps a board's counters on one cluster slot, like its other keys.
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:{{{leaderboard_id}}}:activity:{second}"
+
+
+def board_activity_record(client: Redis, leaderboard_id: int, events: int, now: float) -> None:
+    """Count ``events`` for the board in the second ``now`` (epoch seconds) falls in."""
+    key = activity_key(leaderboard_id, int(now))
+    pipe = client.pipeline(transaction=False)
+    pipe.incrby(key, events)
+    pipe.expire(key, ACTIVITY_TTL_SECONDS)
+    pipe.execute()
+
+
+def board_activity_series(
+    client: Redis, leaderboard_id: int, now: float, seconds: int = ACTIVITY_WINDOW_SECONDS
+) -> list[tuple[int, int]]:
+    """``(second, events)`` for the ``seconds`` whole seconds before ``now``, oldest first.
+
+    The current second is left out: it is still filling, and would make the chart's last
+    point dip on every poll.
+    """
+    last = int(now) - 1
+    window = range(last - seconds + 1, last + 1)
+    pipe = client.pipeline(transaction=False)
+    for second in window:
+        pipe.get(activity_key(leaderboard_id, second))
+    return [(second, int(count or 0)) for second, count in zip(window, pipe.execute(), strict=True)]
+
+
+def board_activity_record_batch(events: Iterable[ScoreEvent], now: float | None = None) -> None:
+    """Count one ingest transaction's events per board.
+
+    Called by the ingest task after its commit; Redis being away must not fail the batch.
+    """
+    per_board = Counter(event.leaderboard_id for event in events)
+    if not per_board:
+        return
+    stamp = time.time() if now is None else now
+    try:
+        client = redis_client()
+        for leaderboard_id, count in per_board.items():
+            board_activity_record(client, leaderboard_id, count, stamp)
+    except RedisError as exc:
+        logger.warning("activity not counted: %s", exc)
