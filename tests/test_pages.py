@@ -4,6 +4,7 @@ import time
 
 from rankings.activity import activity_key, board_activity_record, board_activity_record_batch, board_activity_series
 from rankings.cache import redis_client
+from tasks.messages import ScoreEvent
 
 
 def test_it_lists_the_boards(client, make_board):
@@ -50,9 +51,8 @@ def test_it_serves_the_activity_of_a_board(client, make_board):
     board = make_board(slug="busy")
     other = make_board(slug="quiet")
     now = time.time()
-    board_activity_record_batch(
-        [[board.id, "u1", 1, "e1"], [board.id, "u2", 1, "e2"], [other.id, "u3", 1, "e3"]], now - 1
-    )
+    events = [ScoreEvent(board.id, "u1", 1, "e1", 0), ScoreEvent(board.id, "u2", 1, "e2", 0)]
+    board_activity_record_batch([*events, ScoreEvent(other.id, "u3", 1, "e3", 0)], now - 1)
     response = client.get("/api/v1/leaderboards/busy/activity")
     assert response.status_code == 200
     body = response.json()
