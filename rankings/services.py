@@ -3,7 +3,7 @@
 The merge levels across batches: each ingest commit pushes one partial per board (the
 top-K of the rows it changed) to the board's level 0 (``ranking_handoff``); once per
 merge window the board's root takes what is pending as a round (``round_plan``), merges
-it with fan-in F level by level (``spans_merge``, ``rows_merge``; Celery chords when the
+it with fan-in F level by level (``span_merge``, ``rows_merge``; Celery chords when the
 round needs more than one level) and publishes it (``round_publish``). See
 ``rankings.rounds`` for how a round survives a worker killed on the way.
 
@@ -117,11 +117,14 @@ def round_plan(*, leaderboard: Leaderboard, period: str) -> RoundPlan:
     return RoundPlan(tokens, spans)
 
 
-def spans_merge(*, leaderboard: Leaderboard, period: str, spans: list[rounds.Span]) -> Merged:
-    """Level 1: read up to F partials of level 0 from Redis and merge them."""
+def span_merge(*, leaderboard: Leaderboard, period: str, spans: list[rounds.Span], number: int) -> Merged:
+    """Level 1: read the (up to F) partials of level 0 in a round's span and merge them;
+    ``number`` names the span (or the set of spans, when a root merges them inline)."""
     raw = rounds.spans_read(cache.redis_client(), leaderboard.id, period, spans)
     partials = [partial_decode(item) for item in raw]
-    return rows_merge(leaderboard=leaderboard, parts=[Merged(p.rows, False, p.oldest_accepted_us) for p in partials])
+    parts = [Merged(p.rows, False, p.oldest_accepted_us, []) for p in partials]
+    merged = rows_merge(leaderboard=leaderboard, parts=parts)
+    return Merged(merged.rows, merged.fell, merged.oldest_accepted_us, [number])
 
 
 def rows_merge(*, leaderboard: Leaderboard, parts: list[Merged]) -> Merged:
@@ -129,12 +132,15 @@ def rows_merge(*, leaderboard: Leaderboard, parts: list[Merged]) -> Merged:
     Deterministic, so a re-run step gives the same result."""
     rows, fell = merge_top_k((row for part in parts for row in part.rows), leaderboard.top_n, is_desc(leaderboard))
     oldest = min((part.oldest_accepted_us for part in parts if part.oldest_accepted_us), default=0)
-    return Merged(rows, fell or any(part.fell for part in parts), oldest)
+    covered = sorted({number for part in parts for number in part.covered})
+    return Merged(rows, fell or any(part.fell for part in parts), oldest, covered)
 
 
-def round_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged, tokens: list[str]) -> None:
+def round_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged, tokens: list[str], spans: int) -> None:
     """The root's last step: merge the round into the top-N, publish it, then forget the
-    round (only now: a root that dies before this leaves the round to be taken over)."""
+    round (only now: a root that dies before this leaves the round to be taken over).
+    ``spans`` is how many spans the round had: a result that does not cover them all
+    (a chord that fired short) is published, and its round left to be taken over."""
     if settings.LEADERBOARD_RANKING_STRATEGY == "sorted_set":
         topn_snapshot_from_index(leaderboard=leaderboard, period=period)
     else:
@@ -142,6 +148,11 @@ def round_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged, 
     if candidates.oldest_accepted_us:
         metrics.freshness_observe((time.time_ns() // 1000 - candidates.oldest_accepted_us) / 1e6)
     client = cache.redis_client()
+    if candidates.covered != list(range(spans)):
+        logger.warning(
+            "round of %s covers spans %s of %d: left for a takeover", leaderboard.slug, candidates.covered, spans
+        )
+        return
     pending = rounds.round_finish(client, leaderboard.id, period, tokens)
     # Pushes that saw this window's flag are pending; if the flag expired with nobody
     # claiming the next window, schedule it here.

@@ -66,6 +66,9 @@ class Merged(msgspec.Struct, array_like=True, frozen=True):
     rows: list[Row]
     fell: bool
     oldest_accepted_us: int  # 0 when the merge had no partial
+    # The round's spans (by number) merged into it: a root forgets its round only when
+    # its result covers every span, whatever a chord did on the way.
+    covered: list[int]
 
 
 _partial_decoder = msgspec.json.Decoder(Partial)

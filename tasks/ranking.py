@@ -27,7 +27,7 @@ from rankings.services import (
     round_plan,
     round_publish,
     rows_merge,
-    spans_merge,
+    span_merge,
 )
 from tasks.errors import TRANSIENT_ERRORS
 from tasks.messages import Merged, merged_from_json
@@ -57,9 +57,9 @@ def run_root(leaderboard_id: int, period: str) -> int:
     plan = round_plan(leaderboard=board, period=period)
     partials = sum(span.stop - span.start + 1 for span in plan.spans)
     if len(plan.spans) <= 1:
-        candidates = spans_merge(leaderboard=board, period=period, spans=plan.spans)
+        candidates = span_merge(leaderboard=board, period=period, spans=plan.spans, number=0)
         levels = 1 if partials > 1 else 0
-        _publish(board, period, candidates, plan.tokens, partials, levels)
+        _publish(board, period, candidates, plan.tokens, 1, partials, levels)
         return levels
     canvas, levels = merge_tree(board, period, plan.spans, plan.tokens, partials)
     canvas.apply_async()
@@ -67,12 +67,12 @@ def run_root(leaderboard_id: int, period: str) -> int:
 
 
 @shared_task(name="tasks.ranking.merge_span", ignore_result=False, **_RETRYING)
-def merge_span(leaderboard_id: int, period: str, span: list) -> list:
+def merge_span(leaderboard_id: int, period: str, span: list, number: int) -> list:
     """Level 1: merge up to F partials of level 0, read from the round's Redis list."""
     board = _board(leaderboard_id)
     if board is None:
         return []
-    return to_builtins(spans_merge(leaderboard=board, period=period, spans=[Span(*span)]))
+    return to_builtins(span_merge(leaderboard=board, period=period, spans=[Span(*span)], number=number))
 
 
 @shared_task(name="tasks.ranking.merge_rows", ignore_result=False, **_RETRYING)
@@ -85,19 +85,21 @@ def merge_rows(parts: list[list], leaderboard_id: int) -> list:
 
 
 @shared_task(name="tasks.ranking.finish_round", **_RETRYING)
-def finish_round(merged: list, leaderboard_id: int, period: str, tokens: list[str], partials: int, levels: int) -> None:
+def finish_round(
+    merged: list, leaderboard_id: int, period: str, tokens: list[str], spans: int, partials: int, levels: int
+) -> None:
     board = _board(leaderboard_id)
     if board is not None:
-        _publish(board, period, merged_from_json(merged), tokens, partials, levels)
+        _publish(board, period, merged_from_json(merged), tokens, spans, partials, levels)
 
 
 def _publish(
-    board: Leaderboard, period: str, candidates: Merged, tokens: list[str], partials: int, levels: int
+    board: Leaderboard, period: str, candidates: Merged, tokens: list[str], spans: int, partials: int, levels: int
 ) -> None:
     """Publish a round. It writes derived state: a failure that is not an outage is
     repaired from the database instead of dead-lettered."""
     try:
-        round_publish(leaderboard=board, period=period, candidates=candidates, tokens=tokens)
+        round_publish(leaderboard=board, period=period, candidates=candidates, tokens=tokens, spans=spans)
     except TRANSIENT_ERRORS:
         raise
     except Exception:
@@ -120,7 +122,9 @@ def merge_tree(
     board: Leaderboard, period: str, spans: list[Span], tokens: list[str], partials: int
 ) -> tuple[Signature, int]:
     """The canvas merging these spans (level 1) in chords up to one partial, and its levels."""
-    nodes: list[Signature] = [merge_span.si(board.id, period, list(dataclasses.astuple(span))) for span in spans]
+    nodes: list[Signature] = [
+        merge_span.si(board.id, period, list(dataclasses.astuple(span)), number) for number, span in enumerate(spans)
+    ]
     fan_in = fan_in_for(len(nodes))
     levels = 1
     while len(nodes) > 1:
@@ -129,7 +133,7 @@ def merge_tree(
             for i in range(0, len(nodes), fan_in)
         ]
         levels += 1
-    finish = finish_round.s(board.id, period, tokens, partials, levels)
+    finish = finish_round.s(board.id, period, tokens, len(spans), partials, levels)
     return nodes[0] | finish, levels
 
 

@@ -11,7 +11,7 @@ from django_redis import get_redis_connection
 from rankings import rounds
 from rankings.models import Leaderboard, TopN
 from rankings.selectors import leaderboard_top
-from rankings.services import RoundPlan, ranking_handoff, round_plan, round_publish, rows_merge, spans_merge
+from rankings.services import RoundPlan, ranking_handoff, round_plan, round_publish, rows_merge, span_merge
 from scores.services import now_micros, score_events_apply
 from tasks.messages import Merged, ScoreEvent
 from tests.checks import db_top
@@ -38,9 +38,9 @@ def claim(board: Leaderboard) -> RoundPlan:
 def finish(board: Leaderboard, plan: RoundPlan) -> None:
     """The rest of a root: merge the claimed round's spans and publish."""
     period = board.current_period()
-    parts = [spans_merge(leaderboard=board, period=period, spans=[span]) for span in plan.spans]
-    merged = rows_merge(leaderboard=board, parts=parts) if parts else Merged([], False, 0)
-    round_publish(leaderboard=board, period=period, candidates=merged, tokens=plan.tokens)
+    parts = [span_merge(leaderboard=board, period=period, spans=[s], number=n) for n, s in enumerate(plan.spans)]
+    merged = rows_merge(leaderboard=board, parts=parts) if parts else Merged([], False, 0, [0])
+    round_publish(leaderboard=board, period=period, candidates=merged, tokens=plan.tokens, spans=len(parts) or 1)
 
 
 def published(board: Leaderboard) -> list[tuple[str, int]]:
@@ -119,3 +119,21 @@ def test_it_claims_one_root_per_window(make_board, settings):
     ingest(board, ("a", 1))  # the push finds the window claimed: it schedules nothing
     assert claimed == [True, False, False, False, False]
     assert rounds.board_rounds_state(client, board.id, board.current_period()) == (True, 0)
+
+
+def test_it_keeps_a_round_whose_merge_came_back_short(make_board, settings):
+    settings.LEADERBOARD_ROUND_TAKEOVER_MS = 0
+    board = make_board(top_n=5)
+    for n in range(6):
+        ingest(board, (f"u{n}", n + 1))
+    plan = claim(board)
+    assert len(plan.spans) == 2
+    period = board.current_period()
+    # A chord that fired with one member's result only: published, but the round stays.
+    short = span_merge(leaderboard=board, period=period, spans=[plan.spans[0]], number=0)
+    round_publish(leaderboard=board, period=period, candidates=short, tokens=plan.tokens, spans=2)
+    client = get_redis_connection("default")
+    assert rounds.board_rounds_state(client, board.id, period) == (False, 1)
+    finish(board, claim(board))
+    assert published(board) == db_top(board)
+    assert rounds.board_rounds_state(client, board.id, period) == (False, 0)
