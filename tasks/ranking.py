@@ -107,7 +107,7 @@ def _publish(
         board_repair_request(leaderboard=board, period=period)
     metrics.root_run(board.slug, levels)
     # One line per root, read by the tests and the benchmark.
-    logger.info("merge root: board=%s partials=%d levels=%d", board.id, partials, levels)
+    logger.info("merge root: board=%s partials=%d levels=%d rounds=%d", board.id, partials, levels, len(tokens))
 
 
 def fan_in_for(leaves: int) -> int:

@@ -6,6 +6,7 @@ its events applied: ``lost`` and ``doubled`` below are counts of events, exactly
 These tests stop and restart the machine's RabbitMQ, Redis and PostgreSQL.
 """
 
+import re
 import subprocess
 import threading
 import time
@@ -156,6 +157,42 @@ def test_it_recovers_the_top_n_after_a_rank_worker_is_killed(stack, make_board):
     figures = settle(board, ledger)
     print(f"[faults] rank worker killed twice; top-N true {time.monotonic() - restarted:.1f}s after the restart")
     assert figures["applied"] == 20_000
+
+
+def test_it_loses_no_partial_when_rank_workers_die_mid_round(stack, make_board, monkeypatch):
+    # A one-second window makes rounds of dozens of partials, merged in chords of three
+    # over several levels; the rank worker is killed while they are in flight. The
+    # reconcile is off: the rounds themselves (takeover, sweeper) must bring the top-N back.
+    monkeypatch.setenv("LEADERBOARD_MERGE_WINDOW_MS", "1000")
+    stack.stop()
+    stack.start(STRATEGY, name="ingest", queues=INGEST_QUEUES)
+    stack.start(STRATEGY, name="rank", queues=RANK_QUEUES)
+    schedules_install()
+    PeriodicTask.objects.filter(task="tasks.maintenance.reconcile_topn").update(enabled=False)
+    stack.start_beat(STRATEGY)
+    board = make_board(top_n=20)
+    log_start = stack.log_path.stat().st_size
+    ledger = Ledger()
+    loader = submit_in_background(board, make_events(15_000, users=2_000, tag="m"), ledger, batch=50, pause=0.01)
+    kills = 0
+    while loader.is_alive() and kills < 4:
+        time.sleep(1.7)
+        stack.kill("rank")
+        kills += 1
+        time.sleep(0.3)
+        stack.start(STRATEGY, name="rank", queues=RANK_QUEUES)
+    loader.join()
+    figures = settle(board, ledger)
+    with open(stack.log_path, errors="replace") as log:
+        log.seek(log_start)
+        text = log.read()
+    levels = [int(n) for n in re.findall(rf"merge root: board={board.id} partials=\d+ levels=(\d+)", text)]
+    multi_round = len(re.findall(rf"merge root: board={board.id} .* rounds=([2-9]|\d\d+)", text))
+    print(
+        f"[faults] rank worker killed {kills} times mid-round; roots={len(levels)} max_levels={max(levels)} "
+        f"roots_that_took_over_a_dead_round={multi_round} {figures}"
+    )
+    assert kills >= 2 and max(levels) >= 3
 
 
 def _rabbitmqctl(*args: str) -> None:
