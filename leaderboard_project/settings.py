@@ -7,6 +7,7 @@ RabbitMQ on 5672) so that nothing has to be set to start; production sets the se
 import os
 from pathlib import Path
 
+from leaderboard_project.secret_key import production_secret_key_check
 from tasks.queues import QueueRole, durable_queues, role_queue_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -37,9 +38,13 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 # on the HTTPS-only settings that `manage.py check --deploy` asks for. Off by default so
 # `make run` and the tests serve plain HTTP on 127.0.0.1.
 PRODUCTION = env_bool("LEADERBOARD_PRODUCTION", False)
-SECRET_KEY = os.environ["DJANGO_SECRET_KEY"] if PRODUCTION else env_str("DJANGO_SECRET_KEY", "dev-only-not-secret")
+DEV_SECRET_KEY = "dev-only-not-secret"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 if PRODUCTION:
+    # A missing, empty, short or well-known key would let anyone forge sessions and
+    # admin logins: production refuses to start rather than run with one.
+    production_secret_key_check(SECRET_KEY, known=[DEV_SECRET_KEY, "change-me-in-production"])
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
