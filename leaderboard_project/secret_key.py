@@ -16,5 +16,6 @@ def production_secret_key_check(secret_key: str, *, known: list[str]) -> None:
     if len(secret_key) < MIN_SECRET_KEY_LENGTH or len(set(secret_key)) < MIN_SECRET_KEY_CHARACTERS:
         raise ImproperlyConfigured(
             f"LEADERBOARD_PRODUCTION=1: DJANGO_SECRET_KEY must have at least {MIN_SECRET_KEY_LENGTH} characters, "
-            f"{MIN_SECRET_KEY_CHARACTERS} of them distinct (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+            f"{MIN_SECRET_KEY_CHARACTERS} of them distinct "
+            "(make one: python -c 'import secrets; print(secrets.token_urlsafe(50))').",
         )
