@@ -3,10 +3,11 @@
 from dataclasses import asdict
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,6 +33,11 @@ def board_or_404(slug: str) -> Leaderboard:
     return board
 
 
+def _is_slug_conflict(exc: IntegrityError) -> bool:
+    constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) or ""
+    return constraint.startswith("rankings_leaderboard_slug")
+
+
 class LeaderboardListView(APIView):
     throttle_classes = [ApiKeyRateThrottle]
 
@@ -49,7 +55,14 @@ class LeaderboardListView(APIView):
     def post(self, request: Request) -> Response:
         serializer = LeaderboardInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        board = leaderboard_create(**serializer.validated_data)
+        try:
+            board = leaderboard_create(**serializer.validated_data)
+        except IntegrityError as exc:
+            # The serializer saw the slug free, but a concurrent request took it first.
+            if not _is_slug_conflict(exc):
+                raise
+            slug = serializer.validated_data["slug"]
+            raise serializers.ValidationError({"slug": [f"A leaderboard '{slug}' already exists."]}) from exc
         return Response(LeaderboardOutputSerializer(board).data, status=status.HTTP_201_CREATED)
 
 
