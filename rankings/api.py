@@ -4,14 +4,16 @@ from dataclasses import asdict
 
 from django.conf import settings
 from django.db import IntegrityError
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from leaderboard_project.pagination import SlugCursorPagination
 from rankings.models import Leaderboard
 from rankings.selectors import leaderboard_by_slug, leaderboard_top, leaderboard_user_rank
 from rankings.serializers import (
@@ -38,15 +40,24 @@ def _is_slug_conflict(exc: IntegrityError) -> bool:
     return constraint.startswith("rankings_leaderboard_slug")
 
 
-class LeaderboardListView(APIView):
+class LeaderboardListView(generics.ListAPIView):
+    """GET pages through the boards (cursor, by slug); POST creates one."""
+
     throttle_classes = [ApiKeyRateThrottle]
+    serializer_class = LeaderboardOutputSerializer
+    pagination_class = SlugCursorPagination
 
     def get_permissions(self) -> list:
         return [HasAdminKey()] if self.request.method == "POST" else []
 
-    @extend_schema(responses=LeaderboardOutputSerializer(many=True))
+    def get_queryset(self) -> QuerySet[Leaderboard]:
+        return Leaderboard.objects.all()
+
+    @extend_schema(
+        responses={200: LeaderboardOutputSerializer(many=True), 400: OpenApiResponse(description="Bad query")}
+    )
     def get(self, request: Request) -> Response:
-        return Response(LeaderboardOutputSerializer(Leaderboard.objects.all(), many=True).data)
+        return super().get(request)
 
     @extend_schema(
         request=LeaderboardInputSerializer,
