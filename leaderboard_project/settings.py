@@ -174,6 +174,9 @@ LEADERBOARD_QUEUE_PREFIX = env_str("LEADERBOARD_QUEUE_PREFIX", "lb")
 LEADERBOARD_EVENT_ID_RETENTION_HOURS = env_int("LEADERBOARD_EVENT_ID_RETENTION_HOURS", 72)
 # Redis key prefix for the top-N cache and rank index.
 LEADERBOARD_REDIS_PREFIX = env_str("LEADERBOARD_REDIS_PREFIX", "lb")
+# How stale a process's copy of a board may be: a board deleted or made again (same
+# slug) reaches every web and worker process within this many seconds (one Redis read).
+LEADERBOARD_BOARD_MEMO_CHECK_SECONDS = env_float("LEADERBOARD_BOARD_MEMO_CHECK_SECONDS", 1.0)
 # Mounts the bare DRF endpoint under /bench/ (the benchmark's web-framework baseline); off in production.
 LEADERBOARD_BENCH_ENDPOINTS = env_bool("LEADERBOARD_BENCH_ENDPOINTS", False)
 

@@ -51,7 +51,7 @@ class LeaderboardListView(generics.ListAPIView):
         return [HasAdminKey()] if self.request.method == "POST" else []
 
     def get_queryset(self) -> QuerySet[Leaderboard]:
-        return Leaderboard.objects.all()
+        return Leaderboard.objects.filter(deleting=False)  # a board being deleted is gone for clients
 
     @extend_schema(
         responses={200: LeaderboardOutputSerializer(many=True), 400: OpenApiResponse(description="Bad query")}
