@@ -177,6 +177,9 @@ LEADERBOARD_REDIS_PREFIX = env_str("LEADERBOARD_REDIS_PREFIX", "lb")
 # How stale a process's copy of a board may be: a board deleted or made again (same
 # slug) reaches every web and worker process within this many seconds (one Redis read).
 LEADERBOARD_BOARD_MEMO_CHECK_SECONDS = env_float("LEADERBOARD_BOARD_MEMO_CHECK_SECONDS", 1.0)
+# A deleted board's rows go in chunks of this many users (scores and event ids), each
+# chunk its own short transaction (tasks.cleanup).
+LEADERBOARD_DELETE_CHUNK_USERS = env_int("LEADERBOARD_DELETE_CHUNK_USERS", 2000)
 # Mounts the bare DRF endpoint under /bench/ (the benchmark's web-framework baseline); off in production.
 LEADERBOARD_BENCH_ENDPOINTS = env_bool("LEADERBOARD_BENCH_ENDPOINTS", False)
 
@@ -184,7 +187,7 @@ LEADERBOARD_BENCH_ENDPOINTS = env_bool("LEADERBOARD_BENCH_ENDPOINTS", False)
 CELERY_BROKER_URL = env_str("LEADERBOARD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 # Chords count their members natively in Redis.
 CELERY_RESULT_BACKEND = env_str("LEADERBOARD_RESULT_BACKEND", "redis://127.0.0.1:6379/1")
-CELERY_IMPORTS = ("tasks.ingest", "tasks.ranking", "tasks.maintenance")
+CELERY_IMPORTS = ("tasks.ingest", "tasks.ranking", "tasks.maintenance", "tasks.cleanup")
 # JSON only: tasks take plain data, never pickled objects.
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -229,6 +232,7 @@ CELERY_TASK_QUEUES = durable_queues(LEADERBOARD_QUEUE_PREFIX, LEADERBOARD_INGEST
 CELERY_TASK_ROUTES = {
     "tasks.ranking.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)},
     "tasks.maintenance.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.MAINTENANCE)},
+    "tasks.cleanup.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.MAINTENANCE)},
 }
 
 LOGGING = {
