@@ -180,6 +180,9 @@ LEADERBOARD_BOARD_MEMO_CHECK_SECONDS = env_float("LEADERBOARD_BOARD_MEMO_CHECK_S
 # A deleted board's rows go in chunks of this many users (scores and event ids), each
 # chunk its own short transaction (tasks.cleanup).
 LEADERBOARD_DELETE_CHUNK_USERS = env_int("LEADERBOARD_DELETE_CHUNK_USERS", 2000)
+# How long a starting ingest worker waits for every ingest partition to have a consumer
+# (its own or another worker's) before it exits with status 78 (tasks.worker_check).
+LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS = env_float("LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS", 30.0)
 # Mounts the bare DRF endpoint under /bench/ (the benchmark's web-framework baseline); off in production.
 LEADERBOARD_BENCH_ENDPOINTS = env_bool("LEADERBOARD_BENCH_ENDPOINTS", False)
 
