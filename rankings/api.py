@@ -50,6 +50,11 @@ class LeaderboardListView(generics.ListAPIView):
     def get_permissions(self) -> list:
         return [HasAdminKey()] if self.request.method == "POST" else []
 
+    def get_authenticators(self) -> list:
+        # The list is a public read like the others: no key needed, none checked.
+        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
+        return super().get_authenticators() if request is None or request.method == "POST" else []
+
     def get_queryset(self) -> QuerySet[Leaderboard]:
         return Leaderboard.objects.filter(deleting=False)  # a board being deleted is gone for clients
 
@@ -61,7 +66,14 @@ class LeaderboardListView(generics.ListAPIView):
 
     @extend_schema(
         request=LeaderboardInputSerializer,
-        responses={201: LeaderboardOutputSerializer, 400: OpenApiResponse(description="Invalid fields")},
+        responses={
+            201: LeaderboardOutputSerializer,
+            400: OpenApiResponse(description="Invalid fields, or the slug is taken"),
+            401: OpenApiResponse(description="No or unknown key"),
+            403: OpenApiResponse(description="Not an admin key"),
+            413: OpenApiResponse(description="Body too large"),
+            429: OpenApiResponse(description="Throttled"),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = LeaderboardInputSerializer(data=request.data)
