@@ -97,7 +97,7 @@ class Stack:
         from django.conf import settings
 
         from bench.celery_naive import naive_queue_name
-        from tasks.queues import QueueRole, ingest_queue_name, role_queue_name
+        from tasks.queues import worker_queue_names
 
         self.terminate("web", "ingest", "rank")
         self.strategy = strategy
@@ -106,8 +106,8 @@ class Stack:
         argv += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(self.cfg.web_workers)]
         argv += ["--worker-class", "gthread", "--threads", str(self.cfg.web_threads), "--log-level", "warning"]
         self._spawn("web", argv, strategy)
-        ingest = [ingest_queue_name(PREFIX, n) for n in range(settings.LEADERBOARD_INGEST_PARTITIONS)]
-        rank = [role_queue_name(PREFIX, QueueRole.RANK), role_queue_name(PREFIX, QueueRole.MAINTENANCE)]
+        ingest = worker_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS, "ingest")
+        rank = worker_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS, "rank")
         self._celery("ingest", "leaderboard_project", ingest, self.cfg.ingest_concurrency, strategy)
         self._celery("rank", "leaderboard_project", rank, self.cfg.rank_concurrency, strategy)
         if naive:

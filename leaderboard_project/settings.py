@@ -7,6 +7,7 @@ RabbitMQ on 5672) so that nothing has to be set to start; production sets the se
 import os
 from pathlib import Path
 
+from leaderboard_project.secret_key import production_secret_key_check
 from tasks.queues import QueueRole, durable_queues, role_queue_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -37,9 +38,13 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 # on the HTTPS-only settings that `manage.py check --deploy` asks for. Off by default so
 # `make run` and the tests serve plain HTTP on 127.0.0.1.
 PRODUCTION = env_bool("LEADERBOARD_PRODUCTION", False)
-SECRET_KEY = os.environ["DJANGO_SECRET_KEY"] if PRODUCTION else env_str("DJANGO_SECRET_KEY", "dev-only-not-secret")
+DEV_SECRET_KEY = "dev-only-not-secret"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 if PRODUCTION:
+    # A missing, empty, short or well-known key would let anyone forge sessions and
+    # admin logins: production refuses to start rather than run with one.
+    production_secret_key_check(SECRET_KEY, known=[DEV_SECRET_KEY, "change-me-in-production"])
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
@@ -143,7 +148,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["scores.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["leaderboard_project.api.JSONParser"],
     "EXCEPTION_HANDLER": "leaderboard_project.api.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {
@@ -188,6 +193,15 @@ LEADERBOARD_QUEUE_PREFIX = env_str("LEADERBOARD_QUEUE_PREFIX", "lb")
 LEADERBOARD_EVENT_ID_RETENTION_HOURS = env_int("LEADERBOARD_EVENT_ID_RETENTION_HOURS", 72)
 # Redis key prefix for the top-N cache and rank index.
 LEADERBOARD_REDIS_PREFIX = env_str("LEADERBOARD_REDIS_PREFIX", "lb")
+# How stale a process's copy of a board may be: a board deleted or made again (same
+# slug) reaches every web and worker process within this many seconds (one Redis read).
+LEADERBOARD_BOARD_MEMO_CHECK_SECONDS = env_float("LEADERBOARD_BOARD_MEMO_CHECK_SECONDS", 1.0)
+# A deleted board's rows go in chunks of this many users (scores and event ids), each
+# chunk its own short transaction (tasks.cleanup).
+LEADERBOARD_DELETE_CHUNK_USERS = env_int("LEADERBOARD_DELETE_CHUNK_USERS", 2000)
+# How long a starting ingest worker waits for every ingest partition to have a consumer
+# (its own or another worker's) before it exits with status 78 (tasks.worker_check).
+LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS = env_float("LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS", 30.0)
 # Mounts the bare DRF endpoint under /bench/ (the benchmark's web-framework baseline); off in production.
 LEADERBOARD_BENCH_ENDPOINTS = env_bool("LEADERBOARD_BENCH_ENDPOINTS", False)
 
@@ -202,7 +216,7 @@ LEADERBOARD_METRICS_TOKEN = env_str("LEADERBOARD_METRICS_TOKEN", "")
 CELERY_BROKER_URL = env_str("LEADERBOARD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 # Chords count their members natively in Redis.
 CELERY_RESULT_BACKEND = env_str("LEADERBOARD_RESULT_BACKEND", "redis://127.0.0.1:6379/1")
-CELERY_IMPORTS = ("tasks.ingest", "tasks.ranking", "tasks.maintenance")
+CELERY_IMPORTS = ("tasks.ingest", "tasks.ranking", "tasks.maintenance", "tasks.cleanup")
 # JSON only: tasks take plain data, never pickled objects.
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -248,6 +262,7 @@ CELERY_TASK_QUEUES = durable_queues(LEADERBOARD_QUEUE_PREFIX, LEADERBOARD_INGEST
 CELERY_TASK_ROUTES = {
     "tasks.ranking.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)},
     "tasks.maintenance.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.MAINTENANCE)},
+    "tasks.cleanup.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.MAINTENANCE)},
 }
 
 LOGGING = {

@@ -1,10 +1,13 @@
 """Operators' views of boards and their published top-N (read-only)."""
 
+from collections.abc import Iterable
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
+from rankings.deletion import board_deletion_start
 from rankings.models import Leaderboard, TopN
 from rankings.ordering import from_micros
 from rankings.services import index_rebuild, topn_rebuild
@@ -12,7 +15,8 @@ from rankings.services import index_rebuild, topn_rebuild
 
 @admin.register(Leaderboard)
 class LeaderboardAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "order", "aggregation", "top_n", "created_at"]
+    list_display = ["slug", "name", "order", "aggregation", "top_n", "created_at", "deleting"]
+    list_filter = ["deleting"]
     search_fields = ["slug", "name"]
     # Ranking fields shape stored scores and indexes; they are fixed once a board exists.
     fixed_fields = ["slug", "order", "aggregation", "top_n", "min_points", "max_points"]
@@ -38,6 +42,24 @@ class LeaderboardAdmin(admin.ModelAdmin):
             else:
                 message = f"Rank index of {board.slug}: a rebuild is already running."
                 self.message_user(request, message, messages.WARNING)
+
+    # Deleting is a background job (rankings.deletion): the confirmation page must not
+    # load every score and event id of the board, as Django's collector would.
+    def get_deleted_objects(self, objs: Iterable[Leaderboard], request: HttpRequest) -> tuple:
+        boards = list(objs)
+        summary = [
+            format_html("{} (its scores, event ids and cached rankings are removed in the background)", board.slug)
+            for board in boards
+        ]
+        perms_needed = set() if self.has_delete_permission(request) else {Leaderboard._meta.verbose_name}
+        return summary, {Leaderboard._meta.verbose_name_plural: len(boards)}, perms_needed, []
+
+    def delete_model(self, request: HttpRequest, obj: Leaderboard) -> None:
+        board_deletion_start(leaderboard=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Leaderboard]) -> None:
+        for board in queryset:
+            board_deletion_start(leaderboard=board)
 
 
 @admin.register(TopN)

@@ -3,14 +3,17 @@
 from dataclasses import asdict
 
 from django.conf import settings
+from django.db import IntegrityError
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from leaderboard_project.pagination import SlugCursorPagination
 from rankings.models import Leaderboard
 from rankings.selectors import leaderboard_by_slug, leaderboard_top, leaderboard_user_rank
 from rankings.serializers import (
@@ -32,24 +35,57 @@ def board_or_404(slug: str) -> Leaderboard:
     return board
 
 
-class LeaderboardListView(APIView):
+def _is_slug_conflict(exc: IntegrityError) -> bool:
+    constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) or ""
+    return constraint.startswith("rankings_leaderboard_slug")
+
+
+class LeaderboardListView(generics.ListAPIView):
+    """GET pages through the boards (cursor, by slug); POST creates one."""
+
     throttle_classes = [ApiKeyRateThrottle]
+    serializer_class = LeaderboardOutputSerializer
+    pagination_class = SlugCursorPagination
 
     def get_permissions(self) -> list:
         return [HasAdminKey()] if self.request.method == "POST" else []
 
-    @extend_schema(responses=LeaderboardOutputSerializer(many=True))
+    def get_authenticators(self) -> list:
+        # The list is a public read like the others: no key needed, none checked.
+        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
+        return super().get_authenticators() if request is None or request.method == "POST" else []
+
+    def get_queryset(self) -> QuerySet[Leaderboard]:
+        return Leaderboard.objects.filter(deleting=False)  # a board being deleted is gone for clients
+
+    @extend_schema(
+        responses={200: LeaderboardOutputSerializer(many=True), 400: OpenApiResponse(description="Bad query")}
+    )
     def get(self, request: Request) -> Response:
-        return Response(LeaderboardOutputSerializer(Leaderboard.objects.all(), many=True).data)
+        return super().get(request)
 
     @extend_schema(
         request=LeaderboardInputSerializer,
-        responses={201: LeaderboardOutputSerializer, 400: OpenApiResponse(description="Invalid fields")},
+        responses={
+            201: LeaderboardOutputSerializer,
+            400: OpenApiResponse(description="Invalid fields, or the slug is taken"),
+            401: OpenApiResponse(description="No or unknown key"),
+            403: OpenApiResponse(description="Not an admin key"),
+            413: OpenApiResponse(description="Body too large"),
+            429: OpenApiResponse(description="Throttled"),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = LeaderboardInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        board = leaderboard_create(**serializer.validated_data)
+        try:
+            board = leaderboard_create(**serializer.validated_data)
+        except IntegrityError as exc:
+            # The serializer saw the slug free, but a concurrent request took it first.
+            if not _is_slug_conflict(exc):
+                raise
+            slug = serializer.validated_data["slug"]
+            raise serializers.ValidationError({"slug": [f"A leaderboard '{slug}' already exists."]}) from exc
         return Response(LeaderboardOutputSerializer(board).data, status=status.HTTP_201_CREATED)
 
 

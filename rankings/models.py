@@ -4,6 +4,8 @@ from typing import Any
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -37,6 +39,9 @@ class Leaderboard(models.Model):
     min_points = models.BigIntegerField(default=0)
     max_points = models.BigIntegerField(default=10**12)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when an operator deletes the board: it leaves the API and ingest at once, and a
+    # maintenance task removes its rows in chunks and its Redis keys (tasks.cleanup).
+    deleting = models.BooleanField(default=False, db_default=False, editable=False)
 
     class Meta:
         ordering = ["slug"]
@@ -79,3 +84,14 @@ class TopN(models.Model):
 
     def ranked(self) -> list[dict[str, Any]]:
         return [{"rank": i, **entry} for i, entry in enumerate(self.entries, start=1)]
+
+
+@receiver(post_save, sender=Leaderboard)
+@receiver(post_delete, sender=Leaderboard)
+def boards_changed(sender: type[Leaderboard], **kwargs: object) -> None:
+    """Every process's board memo must drop its copies (see rankings.board_versions)."""
+    from rankings.board_versions import boards_version_bump_on_commit
+    from rankings.selectors import cached_boards_forget
+
+    cached_boards_forget()
+    boards_version_bump_on_commit()

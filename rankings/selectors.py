@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import QuerySet
 from redis.exceptions import RedisError
 
-from leaderboard_project.memo import MISSING, TtlMemo
+from leaderboard_project.memo import MISSING, SharedVersionWatch, TtlMemo
 from rankings import cache
+from rankings.board_versions import boards_version_read
 from rankings.models import Leaderboard, Order, TopN
 from rankings.ordering import from_micros, parse_member, to_micros
 from tasks.messages import Row
@@ -18,16 +21,29 @@ from tasks.messages import Row
 logger = logging.getLogger(__name__)
 
 # Workers look boards up per batch; boards' ranking fields never change after creation,
-# so a short-lived per-process copy is safe and saves a query per batch.
+# so a short-lived per-process copy is safe and saves a query per batch. A board deleted
+# (or hidden for deletion) and made again under its slug moves the shared boards version,
+# which each process checks at most once per LEADERBOARD_BOARD_MEMO_CHECK_SECONDS.
 _boards_by_id = TtlMemo(ttl_seconds=30.0)
 _boards_by_slug = TtlMemo(ttl_seconds=30.0)
+_boards_watch = SharedVersionWatch(
+    boards_version_read,
+    [_boards_by_id, _boards_by_slug],
+    interval_seconds=settings.LEADERBOARD_BOARD_MEMO_CHECK_SECONDS,
+)
+
+
+def _live_boards() -> QuerySet[Leaderboard]:
+    # A board being deleted (tasks.cleanup) is gone for readers and for ingest at once.
+    return Leaderboard.objects.filter(deleting=False)
 
 
 def leaderboards_by_id(ids: set[int]) -> dict[int, Leaderboard]:
+    _boards_watch.check()
     found = {i: board for i in ids if (board := _boards_by_id.get(i)) is not MISSING}
     missing = ids - found.keys()
     if missing:
-        for board in Leaderboard.objects.filter(id__in=missing):
+        for board in _live_boards().filter(id__in=missing):
             _boards_by_id.put(board.id, board)
             found[board.id] = board
     return found
@@ -190,9 +206,10 @@ def _user_rank_from_database(
 
 def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:
     """Every request names its board; a per-process copy saves a query each time."""
+    _boards_watch.check()
     board = _boards_by_slug.get(slug)
     if board is MISSING:
-        board = Leaderboard.objects.filter(slug=slug).first()
+        board = _live_boards().filter(slug=slug).first()
         if board is not None:  # a board made a moment later must be found at once
             _boards_by_slug.put(slug, board)
     return board
@@ -200,5 +217,4 @@ def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:
 
 def cached_boards_forget() -> None:
     """Drop this process's board copies (a board deleted and made again under its slug)."""
-    _boards_by_id.clear()
-    _boards_by_slug.clear()
+    _boards_watch.forget()

@@ -42,5 +42,28 @@ def durable_queues(prefix: str, partitions: int) -> list[Queue]:
     return [*work, Queue(dead, Exchange(dead, type="direct"), routing_key=dead, durable=True)]
 
 
+# What each kind of worker consumes; ``bin/worker ROLE`` and ``manage.py worker_queues``
+# derive the -Q list from here and LEADERBOARD_INGEST_PARTITIONS, never by hand.
+WORKER_ROLES = ("ingest", "rank", "all")
+
+
+def worker_queue_names(prefix: str, partitions: int, role: str) -> list[str]:
+    every = all_queue_names(prefix, partitions)
+    if role == "ingest":
+        return every[:partitions]
+    if role == "rank":
+        return every[partitions:]
+    if role == "all":
+        return every
+    raise ValueError(f"unknown worker role {role!r}; one of {', '.join(WORKER_ROLES)}")
+
+
+def ingest_partition_of(prefix: str, queue_name: str) -> int | None:
+    """The partition an ingest queue serves; None for any other queue."""
+    head = f"{prefix}.{QueueRole.INGEST}."
+    tail = queue_name.removeprefix(head)
+    return int(tail) if tail != queue_name and tail.isdecimal() else None
+
+
 # Task names, so the web process can publish without importing the task modules.
 APPLY_EVENTS_TASK = "tasks.ingest.apply_events"

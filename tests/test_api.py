@@ -137,7 +137,7 @@ def test_it_lists_leaderboards(api, make_board):
     make_board(slug="alpha")
     response = api.get(LIST)
     assert response.status_code == 200
-    assert [b["slug"] for b in response.json()] == ["alpha", "beta"]
+    assert [b["slug"] for b in response.json()["results"]] == ["alpha", "beta"]
 
 
 def test_it_shows_a_leaderboard(api, make_board):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,3 +43,16 @@ def test_it_warns_when_the_development_settings_are_checked_for_deployment():
     result = run_check()
     assert result.returncode != 0
     assert "security.W" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    ["", "   ", "dev-only-not-secret", "change-me-in-production", "django-insecure-" + "x1" * 30, "short-secret"],
+)
+def test_it_refuses_to_start_in_production_with_a_weak_or_known_secret_key(secret_key):
+    result = run_check(
+        LEADERBOARD_PRODUCTION="1", DJANGO_SECRET_KEY=secret_key, DJANGO_ALLOWED_HOSTS="leaderboard.example.com"
+    )
+    assert result.returncode != 0, result.stdout
+    assert "ImproperlyConfigured" in result.stderr
+    assert "DJANGO_SECRET_KEY" in result.stderr

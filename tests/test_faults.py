@@ -173,7 +173,7 @@ def test_it_loses_no_partial_when_rank_workers_die_mid_round(stack, make_board, 
     board = make_board(top_n=20)
     log_start = stack.log_path.stat().st_size
     ledger = Ledger()
-    loader = submit_in_background(board, make_events(15_000, users=2_000, tag="m"), ledger, batch=50, pause=0.01)
+    loader = submit_in_background(board, make_events(15_000, users=2_000, tag="m"), ledger, batch=50, pause=0.04)
     kills = 0
     while loader.is_alive() and kills < 4:
         time.sleep(1.7)
