@@ -11,6 +11,7 @@ from rankings import cache
 from rankings.deletion import board_delete_step, board_deletion_start
 from rankings.models import Leaderboard, TopN
 from scores.models import ApiKey, ProcessedEvent, Score
+from tasks.messages import Row
 from tests.checks import eventually
 
 USERS = 20_000
@@ -31,7 +32,7 @@ def seed(board: Leaderboard, users: int) -> None:
         )
     client = cache.redis_client()
     period = board.current_period()
-    cache.index_apply(client, board.id, period, [["u1", 1, 0, 1], ["u2", 2, 0, 1]], True)
+    cache.index_apply(client, board.id, period, [Row("u1", 1, 0, 1), Row("u2", 2, 0, 1)], True)
     cache.top_write(client, board.id, period, 1, {"as_of": None, "entries": []})
 
 
