@@ -184,6 +184,12 @@ LEADERBOARD_ROUND_TAKEOVER_MS = env_int("LEADERBOARD_ROUND_TAKEOVER_MS", 30_000)
 # publishers instead of failing them).
 LEADERBOARD_PUBLISH_MAX_EVENTS = env_int("LEADERBOARD_PUBLISH_MAX_EVENTS", 1000)
 LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT = env_float("LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT", 5.0)
+# Admission control: past this many events waiting in the ingest queues (estimated from
+# their depths, read every CHECK seconds by each web process) a score request answers 503
+# with Retry-After and publishes nothing. About two seconds of work at the measured max
+# rate: freshness stays within a few seconds under any overload.
+LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS = env_int("LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS", 20_000)
+LEADERBOARD_ADMISSION_CHECK_SECONDS = env_float("LEADERBOARD_ADMISSION_CHECK_SECONDS", 0.25)
 # When ingest messages queue up, one transaction takes up to this many more of them.
 LEADERBOARD_INGEST_TAKE_MESSAGES = env_int("LEADERBOARD_INGEST_TAKE_MESSAGES", 15)
 LEADERBOARD_INGEST_TAKE_EVENTS = env_int("LEADERBOARD_INGEST_TAKE_EVENTS", 4000)

@@ -11,7 +11,7 @@ from leaderboard_project.metrics import events_accepted
 from rankings.api import board_or_404
 from scores.auth import ApiKeyRateThrottle, HasApiKey
 from scores.serializers import AcceptedSerializer, ScoreBatchSerializer, ScoreEventSerializer, ScoreSubmitSerializer
-from scores.services import BrokerUnavailable, score_events_submit
+from scores.services import BrokerUnavailable, Overloaded, score_events_submit
 
 
 class ScoreSubmitView(APIView):
@@ -45,5 +45,11 @@ class ScoreSubmitView(APIView):
             accepted = score_events_submit(leaderboard=board, events=submission.validated_data["events"])
         except BrokerUnavailable as exc:
             raise ServiceUnavailable() from exc
+        except Overloaded as exc:
+            # Shed at the door: nothing was published, so a resend later is always safe.
+            detail = f"Overloaded: {exc.backlog_events} events wait to be applied; retry later."
+            return Response(
+                {"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"}
+            )
         events_accepted(board.slug, accepted)
         return Response(AcceptedSerializer({"accepted": accepted}).data, status=status.HTTP_202_ACCEPTED)

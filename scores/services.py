@@ -28,6 +28,7 @@ from leaderboard_project import metrics
 from rankings.models import Aggregation, Leaderboard, Order
 from rankings.ordering import INT64_MAX, from_micros, to_micros
 from rankings.selectors import leaderboards_by_id
+from scores.admission import admission_refusal
 from scores.publisher import BrokerUnavailable, ingest_publisher
 from tasks.messages import ChangedRow, Row, ScoreEvent
 
@@ -36,15 +37,27 @@ logger = logging.getLogger(__name__)
 # Ids the service makes for events sent without one; "~" is outside the client alphabet.
 SERVER_EVENT_ID_MARK = "~"
 
-__all__ = ["BrokerUnavailable", "score_events_apply", "score_events_submit"]
+__all__ = ["BrokerUnavailable", "Overloaded", "score_events_apply", "score_events_submit"]
 
 
 def now_micros() -> int:
     return time.time_ns() // 1000
 
 
+class Overloaded(Exception):
+    """The ingest backlog is past its bound: nothing was published."""
+
+    def __init__(self, backlog_events: int) -> None:
+        super().__init__(f"{backlog_events} events wait to be applied")
+        self.backlog_events = backlog_events
+
+
 def score_events_submit(*, leaderboard: Leaderboard, events: Iterable[dict]) -> int:
-    """Stamp validated events with one accepted time and publish them as one message."""
+    """Stamp validated events with one accepted time and publish them as one message;
+    refuse them (Overloaded) while the ingest backlog is past its bound."""
+    refusal = admission_refusal()
+    if refusal is not None:
+        raise Overloaded(refusal.events)
     accepted_us = now_micros()
     batch = []
     for position, event in enumerate(events):
