@@ -64,9 +64,8 @@ class _Request:
 
 
 class IngestPublisher:
-    def __init__(self, *, max_events: int, confirm_timeout: float) -> None:
+    def __init__(self, *, max_events: int) -> None:
         self.max_events = max_events
-        self.confirm_timeout = confirm_timeout
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._pid: int | None = None
         self._start_lock = threading.Lock()
@@ -77,11 +76,12 @@ class IngestPublisher:
         self._ensure_thread()
         request = _Request(events)
         self._requests.put(request)
-        if not request.done.wait(self.confirm_timeout):
+        timeout = settings.LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT
+        if not request.done.wait(timeout):
             # Not taken yet: it never will be. Taken: it may still be confirmed, but a 503
             # promises nothing; a client that resends with event ids counts nothing twice.
             request.abandon()
-            raise BrokerUnavailable(f"the broker did not confirm within {self.confirm_timeout} s")
+            raise BrokerUnavailable(f"the broker did not confirm within {timeout} s")
         if request.error is not None:
             raise BrokerUnavailable(str(request.error)) from request.error
 
@@ -151,8 +151,5 @@ _publisher: IngestPublisher | None = None
 def ingest_publisher() -> IngestPublisher:
     global _publisher
     if _publisher is None:
-        _publisher = IngestPublisher(
-            max_events=settings.LEADERBOARD_PUBLISH_MAX_EVENTS,
-            confirm_timeout=settings.LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT,
-        )
+        _publisher = IngestPublisher(max_events=settings.LEADERBOARD_PUBLISH_MAX_EVENTS)
     return _publisher

@@ -25,7 +25,7 @@ from rankings import cache
 from rankings.models import Leaderboard
 from rankings.selectors import leaderboard_top, leaderboard_user_rank
 from scores.models import ProcessedEvent
-from scores.services import score_events_submit
+from scores.services import BrokerUnavailable, score_events_submit
 from tasks.beat import schedules_install
 from tasks.queues import QueueRole, all_queue_names, role_queue_name
 from tests.checks import assert_top_consistent, db_scores, eventually, queued_messages
@@ -251,6 +251,40 @@ def test_it_answers_503_during_a_broker_restart_and_applies_every_202_once(stack
     assert set(statuses) <= {202, 503}
     assert statuses[503] > 0, "the outage was not seen"
     assert figures["accepted"] == 12_000
+
+
+def test_it_answers_503_when_a_memory_alarm_blocks_publishing(stack, make_board, settings):
+    # A memory alarm makes RabbitMQ block publishers: no error, no confirm. The request
+    # must answer 503 after the confirm timeout instead of hanging, and recover after.
+    settings.LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT = 1.0
+    board = make_board()
+    ledger = Ledger()
+    events = [{"user_id": "a", "points": 1, "event_id": "before"}]
+    score_events_submit(leaderboard=board, events=events)
+    ledger.add(events)
+    _rabbitmqctl("set_vm_memory_high_watermark", "0.000001")
+    try:
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            score_events_submit(leaderboard=board, events=[{"user_id": "a", "points": 1, "event_id": "blocked"}])
+        waited = time.monotonic() - started
+        print(f"\n[faults] memory alarm: 503 after {waited:.2f} s (confirm timeout 1.0 s)")
+        assert waited < 5
+    finally:
+        _rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+    # The blocked message may still land once the alarm clears: a 503 promises nothing,
+    # and the client's resend with the same event id counts once either way.
+    resent = [{"user_id": "a", "points": 1, "event_id": "blocked"}]
+
+    def accepted_again() -> None:
+        try:
+            score_events_submit(leaderboard=board, events=resent)
+        except BrokerUnavailable as exc:
+            raise AssertionError(f"still refused: {exc}") from exc
+
+    eventually(accepted_again, timeout=60)
+    ledger.add(resent)
+    settle(board, ledger)
 
 
 def _redis(*args: str) -> None:
