@@ -190,6 +190,10 @@ LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT = env_float("LEADERBOARD_PUBLISH_CONFIRM_TIM
 # rate: freshness stays within a few seconds under any overload.
 LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS = env_int("LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS", 20_000)
 LEADERBOARD_ADMISSION_CHECK_SECONDS = env_float("LEADERBOARD_ADMISSION_CHECK_SECONDS", 0.25)
+# An ingest message returned to its queue this many times (its worker died on it each
+# time) goes to the dead-letter queue. Innocent messages batched with it are returned at
+# most once (see tasks.consuming), so the limit never catches them.
+LEADERBOARD_INGEST_DELIVERY_LIMIT = env_int("LEADERBOARD_INGEST_DELIVERY_LIMIT", 5)
 # When ingest messages queue up, one transaction takes up to this many more of them.
 LEADERBOARD_INGEST_TAKE_MESSAGES = env_int("LEADERBOARD_INGEST_TAKE_MESSAGES", 15)
 LEADERBOARD_INGEST_TAKE_EVENTS = env_int("LEADERBOARD_INGEST_TAKE_EVENTS", 4000)
@@ -264,7 +268,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)
-CELERY_TASK_QUEUES = durable_queues(LEADERBOARD_QUEUE_PREFIX, LEADERBOARD_INGEST_PARTITIONS)
+CELERY_TASK_QUEUES = durable_queues(
+    LEADERBOARD_QUEUE_PREFIX, LEADERBOARD_INGEST_PARTITIONS, LEADERBOARD_INGEST_DELIVERY_LIMIT
+)
 CELERY_TASK_ROUTES = {
     "tasks.ranking.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)},
     "tasks.maintenance.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.MAINTENANCE)},

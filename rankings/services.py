@@ -41,6 +41,7 @@ from tasks.messages import (
     rows_from_json,
     rows_to_json,
 )
+from tasks.queues import QueueRole, role_queue_name
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,15 @@ def ranking_handoff(*, changed: list[ChangedRow], oldest_accepted_us: int) -> in
 
 
 def root_schedule(*, leaderboard_id: int, period: str) -> None:
-    """Run the board's root one merge window from now (the caller claimed the window)."""
+    """Run the board's root one merge window from now (the caller claimed the window):
+    the message waits in the delay queue until its TTL sends it to the rank queue."""
     celery_app.send_task(
         RUN_ROOT_TASK,
         kwargs={"leaderboard_id": leaderboard_id, "period": period},
-        countdown=settings.LEADERBOARD_MERGE_WINDOW_MS / 1000,
+        queue=role_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, QueueRole.ROOT_DELAY),
+        # An AMQP per-message TTL, in seconds as kombu takes it (not Celery's "expires",
+        # which would revoke the task when it arrives).
+        expiration=settings.LEADERBOARD_MERGE_WINDOW_MS / 1000,
         ignore_result=True,
     )
 

@@ -7,6 +7,12 @@ all of them in its one transaction, and acknowledges them only after the commit.
 process dies at any point, the broker redelivers the unacknowledged messages, and their
 event ids make a second application a no-op; if the transaction fails, they are put
 back on the queue at once. With an empty queue nothing is taken and nothing waits.
+
+Redelivered messages are kept apart, so that a message that kills its worker every time
+(the ingest queues' delivery limit dead-letters it) drags no innocent message along to
+that limit: a task whose own message is a redelivery takes nothing more, and a redelivered
+message ends the taking. An innocent message batched with such a poison is therefore
+returned at most once before it runs alone or last.
 """
 
 import logging
@@ -128,6 +134,8 @@ def _take(taken: TakenMessages, queue: str, max_messages: int, max_events: int) 
             taken.batches.append(batch)
             taken._tags.append(tag)
             events += len(batch.events)
+            if message.delivery_info.get("redelivered"):
+                break
     except Exception as exc:  # noqa: BLE001 - the broker went away: apply what we hold
         logger.warning("taking queued ingest messages failed (%s); applying fewer", exc)
         _reader.reset()

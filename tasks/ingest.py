@@ -37,7 +37,9 @@ def apply_events(self: Task, batch: list) -> int:
     """Apply this message's events, with the messages waiting behind it on its queue, in
     one transaction. Safe to run twice: event ids are recorded once."""
     own = ingest_batch_from_payload(batch)
-    queue = (self.request.delivery_info or {}).get("routing_key")
+    delivery = self.request.delivery_info or {}
+    # A redelivered message may be the one that killed its last worker: alone it goes.
+    queue = None if delivery.get("redelivered") else delivery.get("routing_key")
     extra_messages = 0
     try:
         with messages_taken(

@@ -16,3 +16,6 @@ os.environ.setdefault("LEADERBOARD_ROUND_TAKEOVER_MS", "3000")
 os.environ.setdefault("LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS", "1000000000")
 
 from leaderboard_project.settings import *  # noqa: F403
+
+# The delivery-limit test publishes a task that kills its worker (tests/poison.py).
+CELERY_IMPORTS = (*CELERY_IMPORTS, "tests.poison")  # noqa: F405

@@ -11,6 +11,7 @@ from scores.services import now_micros
 from tasks.messages import WIRE_VERSION, ScoreEvent, ingest_batch_payload
 from tasks.queues import APPLY_EVENTS_TASK, QueueRole, ingest_queue_name, role_queue_name
 from tests.checks import db_scores, eventually
+from tests.poison import KILL_WORKER_TASK
 
 pytestmark = pytest.mark.pipeline
 
@@ -39,3 +40,18 @@ def test_it_dead_letters_a_poison_message_and_goes_on(worker, make_board):
 
 def _assert_equal(actual: object, expected: object) -> None:
     assert actual == expected
+
+
+def test_it_dead_letters_a_message_that_kills_its_worker_every_time(worker, make_board):
+    # No exception to catch: the pool process dies, the message returns to its quorum
+    # queue, and after the delivery limit the queue dead-letters it instead of looping.
+    board = make_board()
+    queue = ingest_queue_name(
+        settings.LEADERBOARD_QUEUE_PREFIX, partition_of("next", settings.LEADERBOARD_INGEST_PARTITIONS)
+    )
+    before = dead_letters()
+    celery_app.send_task(KILL_WORKER_TASK, queue=queue)
+    good = ingest_batch_payload([ScoreEvent(board.id, "next", 7, "after-poison", now_micros())])
+    celery_app.send_task(APPLY_EVENTS_TASK, args=[good], queue=queue)
+    eventually(lambda: _assert_equal(dead_letters(), before + 1), timeout=120)
+    eventually(lambda: _assert_equal(db_scores(board), {"next": 7}))
