@@ -50,7 +50,7 @@ def top_matches_database(ctx: Ctx, board: Any, limit: int = 10) -> bool:
         served = [(e["user_id"], e["score"]) for e in _get_json(ctx.api(board.slug, f"top?limit={limit}"))["entries"]]
     except (OSError, ValueError, KeyError):  # an error answer (urllib's HTTPError is an OSError) is no match
         return False
-    exact = [(r[0], r[1]) for r in db_top_rows(leaderboard=board, period=board.current_period(), limit=limit)]
+    exact = [(r.user_id, r.score) for r in db_top_rows(leaderboard=board, period=board.current_period(), limit=limit)]
     return served == exact
 
 
