@@ -51,6 +51,40 @@ def raw_upsert(cfg: BenchConfig) -> dict[str, Any]:
     return {"events": events, "seconds": elapsed, "events_per_s": events / elapsed, "rows": rows}
 
 
+def raw_exactly_once(cfg: BenchConfig, board: Any) -> dict[str, Any]:
+    """The service's own exactly-once apply from one process: ``score_events_apply`` (event-id
+    insert + upsert into the real schema, ranking index included) on statements of
+    ``baseline_batch`` events of distinct users, one transaction each. No broker, no ranking:
+    the limit of exact apply that the end-to-end figures are held against."""
+    from scores.services import now_micros, score_events_apply
+    from tasks.messages import ScoreEvent
+
+    rng = np.random.default_rng(cfg.seed)  # the raw upsert's users and points
+    batches = _batches(cfg, rng, 64)
+    statements = 0
+    started = time.monotonic()
+    deadline = started + cfg.duration
+    while time.monotonic() < deadline:
+        users, points = batches[statements % len(batches)]
+        accepted_us = now_micros()
+        # Distinct event ids: every statement applies (none is dropped as a duplicate).
+        events = [
+            ScoreEvent(board.id, user, p, f"eo-{statements}-{i}", accepted_us)
+            for i, (user, p) in enumerate(zip(users, points, strict=True))
+        ]
+        score_events_apply(events=events)
+        statements += 1
+    elapsed = time.monotonic() - started
+    events_applied = statements * cfg.baseline_batch
+    return {
+        "events": events_applied,
+        "seconds": elapsed,
+        "events_per_s": events_applied / elapsed,
+        "statements": statements,
+        "sum": board_sum(board.id),
+    }
+
+
 def redis_zincrby(cfg: BenchConfig) -> dict[str, Any]:
     """Pipelined ``ZINCRBY`` from one process, one round trip per pipeline."""
     from django_redis import get_redis_connection

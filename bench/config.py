@@ -46,7 +46,14 @@ class BenchConfig:
     freshness_probes: int
     # Workers count as idle after this long without a finished task and with empty queues.
     quiet_seconds: float
+    # Requests of the messages-per-request probe, per partition count and mode.
+    probe_requests: int
     batch_size: int = 500
+    # The probe's concurrent mode: threads submitting at once (one web process's).
+    probe_threads: int = 16
+    probe_partitions: tuple[int, ...] = (4, 64)
+    # The many-boards run spreads the batched load over this many boards.
+    many_boards: int = 100
     # Users of a fresh board's uniform and Zipf loads.
     user_space: int = 100_000
     zipf_s: float = 1.1
@@ -80,6 +87,7 @@ def make_config(*, quick: bool, out: Path, **overrides: Any) -> BenchConfig:
             "drain_timeout": 20.0,
             "freshness_probes": 10,
             "quiet_seconds": 0.3,
+            "probe_requests": 32,
         }
     else:
         base = {
@@ -93,6 +101,7 @@ def make_config(*, quick: bool, out: Path, **overrides: Any) -> BenchConfig:
             "drain_timeout": 90.0,
             "freshness_probes": 50,
             "quiet_seconds": 0.5,
+            "probe_requests": 128,
         }
     base.update({k: v for k, v in overrides.items() if v is not None})
     return BenchConfig(quick=quick, out=out, **base)

@@ -11,6 +11,7 @@ from bench import baselines, service
 from bench.boards import board_make, board_seed, statistics_refresh, write_key
 from bench.config import BenchConfig, bench_env
 from bench.merge_log import log_offset, task_costs
+from bench.messages_probe import messages_per_request
 from bench.stack import Stack
 from bench.workload import uniform, zipf
 
@@ -54,6 +55,8 @@ def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
     base: dict[str, Any] = {}
     base["raw_upsert"] = baselines.raw_upsert(cfg)
     say(f"baseline raw batched upsert: {base['raw_upsert']['events_per_s']:.0f} events/s")
+    base["raw_exactly_once"] = baselines.raw_exactly_once(cfg, board_make("exactly-once"))
+    say(f"baseline exactly-once apply (service SQL): {base['raw_exactly_once']['events_per_s']:.0f} events/s")
     base["redis_zincrby"] = baselines.redis_zincrby(cfg)
     say(f"baseline pipelined ZINCRBY: {base['redis_zincrby']['events_per_s']:.0f} events/s")
     base["naive_celery"] = baselines.naive_celery(cfg, board_make("naive").id)
@@ -65,6 +68,16 @@ def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
     say(f"baseline bare DRF endpoint: POST {base['noop_post'][str(cfg.ref_concurrency)]['ok_per_s']:.0f} req/s")
     raw["baselines"] = base
 
+    probe_board = board_make("messages-probe")
+    raw["messages_per_request"] = {}
+    for partitions in cfg.probe_partitions:
+        probe = raw["messages_per_request"][str(partitions)] = messages_per_request(cfg, probe_board, partitions)
+        say(
+            f"messages per request at P={partitions}: {probe['sequential']['messages_per_request']:.2f} one by one, "
+            f"{probe['concurrent']['messages_per_request']:.2f} from {cfg.probe_threads} threads"
+        )
+    raw["merge_window_ms"] = _merge_window_ms()
+
     largest = sized[max(sized)]
     for strategy in cfg.strategies:
         if strategy != stack.strategy:
@@ -73,8 +86,40 @@ def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
             say("restarted")
         raw["strategies"][strategy] = _strategy_phases(ctx, strategy, say, largest)
         if strategy == "merge_tree":
+            _, conc = max(
+                (r["events_per_s"], int(k.split("/c")[1]))
+                for k, r in raw["strategies"][strategy]["e2e"].items()
+                if k.startswith("uniform/")
+            )
+            raw["many_boards"] = _many_boards_phase(ctx, say, conc)
             raw.update(_default_only_phases(ctx, sized, say))
     return raw
+
+
+def _merge_window_ms() -> int:
+    from django.conf import settings
+
+    return int(settings.LEADERBOARD_MERGE_WINDOW_MS)
+
+
+def _many_boards_phase(ctx: service.Ctx, say: Progress, concurrency: int) -> dict[str, Any]:
+    """The batched load spread over many boards (each request to one drawn uniformly), at the
+    concurrency of the best one-board run; then freshness on one of them under that spread."""
+    cfg = ctx.cfg
+    boards = [board_make(f"many-{n:03d}") for n in range(cfg.many_boards)]
+    rank_log, ingest_log = ctx.stack.log_path("rank"), ctx.stack.log_path("ingest")
+    offsets = log_offset(rank_log), log_offset(ingest_log)
+    out: dict[str, Any] = {"e2e": service.e2e_boards(ctx, boards, uniform(cfg.user_space), concurrency)}
+    out["rank_tasks"] = task_costs(rank_log, offsets[0], log_offset(rank_log))
+    out["ingest_tasks"] = task_costs(ingest_log, offsets[1], log_offset(ingest_log))
+    rate = out["e2e"]["events_per_s"]
+    say(
+        f"many boards ({cfg.many_boards}), uniform, c={concurrency}: {rate:.0f} events/s "
+        f"({out['e2e']['boards_with_events']} boards got events, complete={out['e2e']['complete']})"
+    )
+    out["freshness"] = service.freshness(ctx, boards[0], rate / 2, spread=boards)
+    say(f"many boards freshness at {rate / 2:.0f} events/s: {_fmt_summary(out['freshness']['ms'])}")
+    return out
 
 
 def _strategy_phases(ctx: service.Ctx, strategy: str, say: Progress, top_board: Any) -> dict[str, Any]:
@@ -94,6 +139,7 @@ def _strategy_phases(ctx: service.Ctx, strategy: str, say: Progress, top_board: 
         )
     out["rank_tasks"] = task_costs(rank_log, offsets[0], log_offset(rank_log))
     out["ingest_tasks"] = task_costs(ingest_log, offsets[1], log_offset(ingest_log))
+    out["root_runs"] = _root_runs(out["e2e"], out["rank_tasks"]["roots"]["by_board"])
 
     best = max(r["events_per_s"] for k, r in out["e2e"].items() if k.startswith("uniform/"))
     out["freshness"] = service.freshness(ctx, board_make(f"fresh-{strategy.replace('_', '-')}"), best / 2)
@@ -103,6 +149,16 @@ def _strategy_phases(ctx: service.Ctx, strategy: str, say: Progress, top_board: 
     sweep = cfg.concurrencies if strategy == "merge_tree" else (cfg.ref_concurrency,)
     out["top_read"] = {str(c): service.reads(ctx, [top_url], c, cfg.duration) for c in sweep}
     say(f"{strategy} top-N read, c=1: {_fmt_summary(out['top_read_c1']['latency_ms'])}")
+    return out
+
+
+def _root_runs(e2e: dict[str, Any], by_board: dict[str, int]) -> dict[str, Any]:
+    """Each one-board run's root runs on its board, per second from its first send until idle."""
+    out = {}
+    for key, run in e2e.items():
+        roots = by_board.get(str(run["board_id"]), 0)
+        seconds = run["idle_s"] or run["seconds"]
+        out[key] = {"roots": roots, "seconds": seconds, "per_s": roots / seconds if seconds else None}
     return out
 
 

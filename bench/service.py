@@ -13,7 +13,7 @@ from bench.config import BenchConfig
 from bench.load import Call, LoadResult, run_load, send, session
 from bench.stack import Stack
 from bench.stats import summary
-from bench.store import board_sum, queue_depth, wait_for_sum
+from bench.store import boards_sums, queue_depth, wait_for_sum
 from bench.workload import USER_FORMAT, Sampler, batch_calls, get_calls, single_calls, uniform
 
 # Probe scores start far above anything the background load can reach.
@@ -50,13 +50,17 @@ def top_matches_database(ctx: Ctx, board: Any, limit: int = 10) -> bool:
         served = [(e["user_id"], e["score"]) for e in _get_json(ctx.api(board.slug, f"top?limit={limit}"))["entries"]]
     except (OSError, ValueError, KeyError):  # an error answer (urllib's HTTPError is an OSError) is no match
         return False
-    exact = [(r[0], r[1]) for r in db_top_rows(leaderboard=board, period=board.current_period(), limit=limit)]
+    exact = [(r.user_id, r.score) for r in db_top_rows(leaderboard=board, period=board.current_period(), limit=limit)]
     return served == exact
 
 
-def _wait_top(ctx: Ctx, board: Any, deadline: float) -> float | None:
+def _wait_tops(ctx: Ctx, boards: list[Any], deadline: float) -> float | None:
+    """Poll until every board's served top-N has equalled the database's once (all events
+    are applied by then, so a board that matched stays matched)."""
+    pending = list(boards)
     while True:
-        if top_matches_database(ctx, board):
+        pending = [board for board in pending if not top_matches_database(ctx, board)]
+        if not pending:
             return time.monotonic()
         if time.monotonic() > deadline:
             return None
@@ -65,19 +69,26 @@ def _wait_top(ctx: Ctx, board: Any, deadline: float) -> float | None:
 
 def e2e_batched(ctx: Ctx, board: Any, sampler: Sampler, concurrency: int) -> dict[str, Any]:
     """Batches sent for the phase; events/s from the first send until all are applied and the top-N shows them."""
+    return e2e_boards(ctx, [board], sampler, concurrency)
+
+
+def e2e_boards(ctx: Ctx, boards: list[Any], sampler: Sampler, concurrency: int) -> dict[str, Any]:
+    """Batches sent for the phase, each request to one board drawn uniformly; events/s from the
+    first send until every event is applied, every board's top-N shows them and the pipeline is idle."""
     from leaderboard_project.celery import app as celery_app
 
     cfg = ctx.cfg
     batches = cfg.max_events_per_run // cfg.batch_size + 1
     calls = batch_calls(
-        ctx.api(board.slug, "scores"),
+        [ctx.api(board.slug, "scores") for board in boards],
         sampler,
         batches=min(batches, 200),
         batch_size=cfg.batch_size,
         points_max=cfg.points_max,
         rng=ctx.rng,
     )
-    before = board_sum(board.id)
+    ids = [board.id for board in boards]
+    before = boards_sums(ids)
     load = asyncio.run(
         run_load(
             calls,
@@ -90,14 +101,17 @@ def e2e_batched(ctx: Ctx, board: Any, sampler: Sampler, concurrency: int) -> dic
     )
     backlog = queue_depth(celery_app)
     deadline = load.finished + cfg.drain_timeout
-    applied = wait_for_sum(board.id, before + load.accepted_points, deadline)
-    visible = _wait_top(ctx, board, deadline) if applied is not None else None
+    applied = wait_for_sum(ids, sum(before.values()) + load.accepted_points, deadline)
+    after = boards_sums(ids)
+    touched = [board for board in boards if after[board.id] != before[board.id]]
+    visible = _wait_tops(ctx, touched, deadline) if applied is not None else None
     # Events that do not change the top-N still feed the rank index: the run ends when the
     # whole pipeline is idle too, or a backlog would grow without bound at this rate.
     idle = ctx.stack.wait_quiet(max(1.0, deadline - time.monotonic())) if visible is not None else None
     complete = visible is not None and idle is not None
     end = max(visible, idle) if complete else time.monotonic()  # type: ignore[type-var]
-    fraction = 1.0 if applied is not None else (board_sum(board.id) - before) / max(1, load.accepted_points)
+    gained = sum(boards_sums(ids).values()) - sum(before.values())
+    fraction = 1.0 if applied is not None else gained / max(1, load.accepted_points)
     if not complete:
         ctx.stack.wait_quiet(cfg.drain_timeout)  # the next phase starts on idle workers
 
@@ -106,10 +120,15 @@ def e2e_batched(ctx: Ctx, board: Any, sampler: Sampler, concurrency: int) -> dic
 
     return {
         "http": load.as_dict(),
+        "boards": len(boards),
+        "boards_with_events": len(touched),
+        # The board's id in the workers' logs (root runs are counted per board).
+        "board_id": ids[0] if len(ids) == 1 else None,
         "queued_after_send": backlog,
         "applied_s": since(applied),
         "visible_s": since(visible),
         "idle_s": since(idle),
+        "seconds": end - load.started,
         "complete": complete,
         "events_per_s": fraction * load.accepted_events / (end - load.started),
     }
@@ -136,13 +155,18 @@ def noop_post(ctx: Ctx, concurrency: int) -> LoadResult:
     return http_load(ctx, calls, concurrency, cfg.duration, ok_status=202)
 
 
-def settle(ctx: Ctx, board: Any, expected_sum: int) -> dict[str, Any]:
-    """Wait (bounded) until a board's events are applied; what is left then is purged."""
+def _ids(boards: Any) -> list[int]:
+    return [board.id for board in boards] if isinstance(boards, list) else [boards.id]
+
+
+def settle(ctx: Ctx, boards: Any, expected_sum: int) -> dict[str, Any]:
+    """Wait (bounded) until the events of a board (or a list of boards) are applied; what is
+    left then is purged."""
     from bench.store import queues_purge
     from leaderboard_project.celery import app as celery_app
 
     started = time.monotonic()
-    applied = wait_for_sum(board.id, expected_sum, started + ctx.cfg.drain_timeout, interval=0.1)
+    applied = wait_for_sum(_ids(boards), expected_sum, started + ctx.cfg.drain_timeout, interval=0.1)
     if applied is None:
         queues_purge(celery_app)
     quiet = ctx.stack.wait_quiet(ctx.cfg.drain_timeout)
@@ -154,6 +178,12 @@ def settle(ctx: Ctx, board: Any, expected_sum: int) -> dict[str, Any]:
 
 
 def reads(ctx: Ctx, urls: list[str], concurrency: int, duration: float) -> dict[str, Any]:
+    # One untimed read first: a cold cache or a phase's leftovers must not take a short
+    # latency phase's whole budget (quick mode once measured a single 565 ms read).
+    try:
+        _get_json(urls[0])
+    except (OSError, ValueError):  # an error answer shows in the timed phase's statuses
+        pass
     load = http_load(ctx, get_calls(urls), concurrency, duration)
     return load.as_dict()
 
@@ -163,10 +193,10 @@ def user_urls(ctx: Ctx, board: Any, users: int, count: int = 2000) -> list[str]:
     return [ctx.api(board.slug, f"users/{USER_FORMAT.format(u)}?around=5") for u in picks]
 
 
-async def _freshness(ctx: Ctx, board: Any, events_per_s: float) -> dict[str, Any]:
+async def _freshness(ctx: Ctx, board: Any, events_per_s: float, spread: list[Any]) -> dict[str, Any]:
     cfg = ctx.cfg
     background = batch_calls(
-        ctx.api(board.slug, "scores"),
+        [ctx.api(other.slug, "scores") for other in spread],
         uniform(cfg.user_space),
         batches=200,
         batch_size=cfg.batch_size,
@@ -231,10 +261,14 @@ async def _freshness(ctx: Ctx, board: Any, events_per_s: float) -> dict[str, Any
     }
 
 
-def freshness(ctx: Ctx, board: Any, events_per_s: float) -> dict[str, Any]:
-    """Time from a probe's 202 to the probe at the head of GET /top, under background load."""
-    before = board_sum(board.id)
-    result = asyncio.run(_freshness(ctx, board, events_per_s))
+def freshness(ctx: Ctx, board: Any, events_per_s: float, spread: list[Any] | None = None) -> dict[str, Any]:
+    """Time from a probe's 202 to the probe at the head of GET /top, under background load
+    (on the probed board, or spread over ``spread``, each request to one of those boards)."""
+    boards = spread or [board]
+    everyone = boards if board in boards else [board, *boards]
+    before = sum(boards_sums(_ids(everyone)).values())
+    result = asyncio.run(_freshness(ctx, board, events_per_s, boards))
+    result["background_boards"] = len(boards)
     # The background backlog drains before the next phase.
-    result["settle"] = settle(ctx, board, before + result.pop("points"))
+    result["settle"] = settle(ctx, everyone, before + result.pop("points"))
     return result

@@ -119,10 +119,25 @@ def board_sum(board_id: int) -> int:
         return int(cursor.fetchone()[0])
 
 
-def wait_for_sum(board_id: int, expected: int, deadline: float, interval: float = 0.05) -> float | None:
-    """Poll until the board's score sum reaches ``expected``; the monotonic time it did, or None."""
+def boards_sums(board_ids: list[int]) -> dict[int, int]:
+    """Each board's score sum (0 for a board without scores), in one query."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT leaderboard_id, sum(score) FROM scores_score WHERE leaderboard_id = ANY(%s) GROUP BY 1",
+            [list(board_ids)],
+        )
+        found = {int(board): int(total) for board, total in cursor.fetchall()}
+    return {board: found.get(board, 0) for board in board_ids}
+
+
+def wait_for_sum(board_id: int | list[int], expected: int, deadline: float, interval: float = 0.05) -> float | None:
+    """Poll until the score sum of the board (or boards) reaches ``expected``; the monotonic
+    time it did, or None."""
+    ids = [board_id] if isinstance(board_id, int) else board_id
     while True:
-        if board_sum(board_id) >= expected:
+        if sum(boards_sums(ids).values()) >= expected:
             return time.monotonic()
         if time.monotonic() > deadline:
             return None

@@ -1,7 +1,7 @@
 """Request bodies of the load: batches and single events for uniform or Zipf-distributed users."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -29,16 +29,28 @@ def zipf(users: int, s: float) -> Sampler:
 
 
 def batch_calls(
-    url: str, sampler: Sampler, *, batches: int, batch_size: int, points_max: int, rng: np.random.Generator
+    url: str | Sequence[str],
+    sampler: Sampler,
+    *,
+    batches: int,
+    batch_size: int,
+    points_max: int,
+    rng: np.random.Generator,
 ) -> list[Call]:
-    """``batches`` POST bodies of ``batch_size`` events with positive points (so sums only grow)."""
+    """``batches`` POST bodies of ``batch_size`` events with positive points (so sums only grow).
+
+    Given several URLs (boards), each request goes to one of them drawn uniformly.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
+    # One board draws nothing, so a one-board load stays what it was before boards were drawn.
+    targets = rng.integers(0, len(urls), size=batches) if len(urls) > 1 else [0] * batches
     calls = []
-    for _ in range(batches):
+    for target in targets:
         users = sampler(rng, batch_size)
         points = rng.integers(1, points_max + 1, size=batch_size)
         events = [{"user_id": USER_FORMAT.format(u), "points": int(p)} for u, p in zip(users, points, strict=True)]
         body = json.dumps({"events": events}).encode()
-        calls.append(Call("POST", url, body, events=batch_size, points=int(points.sum())))
+        calls.append(Call("POST", urls[target], body, events=batch_size, points=int(points.sum())))
     return calls
 
 
