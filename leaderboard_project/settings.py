@@ -256,6 +256,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("LEADERBOARD_PREFETCH_MULTIPLIER", 1
 # No task may run forever: a stuck batch is killed and its message redelivered.
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
+# Rank index upkeep (rankings/index_upkeep.py). A rebuild loads this many rows per task:
+# at the measured ~36k rows/s, a couple of seconds, far inside the soft limit above.
+LEADERBOARD_INDEX_BUILD_CHUNK_ROWS = env_int("LEADERBOARD_INDEX_BUILD_CHUNK_ROWS", 50_000)
+# Users each board's reconcile verifies against the index (a rolling slice, keyset).
+LEADERBOARD_INDEX_VERIFY_SLICE = env_int("LEADERBOARD_INDEX_VERIFY_SLICE", 5000)
+# Boards the reconcile beat takes from the "touched" set per run (the rest wait a run),
+# and boards of the slow sweep over every board per run (30 s: 10k boards in ~50 min).
+LEADERBOARD_RECONCILE_MAX_BOARDS = env_int("LEADERBOARD_RECONCILE_MAX_BOARDS", 10_000)
+LEADERBOARD_RECONCILE_SWEEP_BOARDS = env_int("LEADERBOARD_RECONCILE_SWEEP_BOARDS", 100)
+# A per-board reconcile still queued after this is dropped: the next beat sends another.
+LEADERBOARD_RECONCILE_TASK_EXPIRES = 120
 # Chord members must store results; nothing else needs them for long.
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_IGNORE_RESULT = True

@@ -20,25 +20,79 @@ from redis.commands.core import Script
 from rankings import redis_keys as keys
 from rankings.ordering import Row, index_member
 
-_APPLY_ROWS = """
-for i = 1, #ARGV, 3 do
-  local user, ver, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local held = redis.call('HGET', KEYS[2], user)
-  local newer = true
+# One index update, newer version wins, keeping the index's checksum ("vsum", the sum of
+# the versions it holds) in step atomically: the reconcile compares it, and ZCARD, with the
+# database's sum(version) and count(*) to notice an index that went stale.
+_APPLY_ONE = """
+local function apply(idx, ver, stats, user, v, member)
+  local held = redis.call('HGET', ver, user)
   if held then
     local sep = string.find(held, '|', 1, true)
-    if tonumber(string.sub(held, 1, sep - 1)) >= ver then
-      newer = false
-    else
-      redis.call('ZREM', KEYS[1], string.sub(held, sep + 1))
-    end
+    local old = tonumber(string.sub(held, 1, sep - 1))
+    if old >= v then return end
+    redis.call('ZREM', idx, string.sub(held, sep + 1))
+    redis.call('HINCRBY', stats, 'vsum', v - old)
+  else
+    redis.call('HINCRBY', stats, 'vsum', v)
   end
-  if newer then
-    redis.call('ZADD', KEYS[1], 0, member)
-    redis.call('HSET', KEYS[2], user, ver .. '|' .. member)
-  end
+  redis.call('ZADD', idx, 0, member)
+  redis.call('HSET', ver, user, v .. '|' .. member)
+end
+"""
+
+# KEYS: index, versions, stats, build, shadow index, shadow versions, shadow stats.
+# ARGV: (user, version, member) triples. While a rebuild fills the shadow keys (its state
+# exists), every update goes to both, so the shadow misses nothing that happens meanwhile.
+_APPLY_ROWS = (
+    _APPLY_ONE
+    + """
+local mirror = redis.call('EXISTS', KEYS[4]) == 1
+for i = 1, #ARGV, 3 do
+  local user, v, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  apply(KEYS[1], KEYS[2], KEYS[3], user, v, member)
+  if mirror then apply(KEYS[5], KEYS[6], KEYS[7], user, v, member) end
 end
 return 1
+"""
+)
+
+# KEYS: shadow index, shadow versions, shadow stats. ARGV: triples. A rebuild's chunk.
+_LOAD_ROWS = (
+    _APPLY_ONE
+    + """
+for i = 1, #ARGV, 3 do
+  apply(KEYS[1], KEYS[2], KEYS[3], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2])
+end
+return 1
+"""
+)
+
+# KEYS: index, versions, stats. ARGV: (user, seen, wanted) triples, "version|member" or ""
+# for none. Sets a user's entry to the database's, only if it still holds what the check
+# saw: an update that came in since is newer than the check and is kept.
+_FORCE_ROWS = """
+local fixed = 0
+for i = 1, #ARGV, 3 do
+  local user, seen, wanted = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local held = redis.call('HGET', KEYS[2], user) or ''
+  if held == seen and held ~= wanted then
+    if held ~= '' then
+      local sep = string.find(held, '|', 1, true)
+      redis.call('ZREM', KEYS[1], string.sub(held, sep + 1))
+      redis.call('HINCRBY', KEYS[3], 'vsum', -tonumber(string.sub(held, 1, sep - 1)))
+    end
+    if wanted ~= '' then
+      local sep = string.find(wanted, '|', 1, true)
+      redis.call('ZADD', KEYS[1], 0, string.sub(wanted, sep + 1))
+      redis.call('HSET', KEYS[2], user, wanted)
+      redis.call('HINCRBY', KEYS[3], 'vsum', tonumber(string.sub(wanted, 1, sep - 1)))
+    else
+      redis.call('HDEL', KEYS[2], user)
+    end
+    fixed = fixed + 1
+  end
+end
+return fixed
 """
 
 # KEYS: index, versions, ready. ARGV: user, around.
@@ -67,14 +121,49 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1], 'data', ARGV[2])
 return 1
 """
 
-# KEYS: building, ready. ARGV: token. Marks the index complete if no flush came between.
-_FINISH_BUILD = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], '1')
-  redis.call('DEL', KEYS[1])
-  return 1
+# KEYS: building, build, shadow index, shadow versions, shadow stats.
+# ARGV: token, ttl, total, chunk rows. Claims the rebuild for one worker ("building",
+# a short TTL refreshed per chunk, so a dead rebuild frees it soon); a rebuild whose state
+# survives its worker is resumed from its cursor, else a new one starts empty.
+_CLAIM_BUILD = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+  redis.call('HSET', KEYS[2], 'token', ARGV[1], 'cursor', '', 'done', 0, 'total', ARGV[3],
+             'chunk_rows', ARGV[4], 'chunks', 0)
+  return 'new'
 end
-return 0
+redis.call('HSET', KEYS[2], 'token', ARGV[1])
+return 'resumed'
+"""
+
+# KEYS: build, building. ARGV: token, cursor, rows, ttl. Records a loaded chunk, if the
+# rebuild is still this worker's.
+_ADVANCE_BUILD = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'cursor', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'done', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'chunks', 1)
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
+return 1
+"""
+
+# KEYS: build, building, ready, index, versions, stats, shadow index, shadow versions,
+# shadow stats, last build. ARGV: token, now. The shadow replaces the index at once.
+_FINISH_BUILD = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+for i = 0, 2 do
+  if redis.call('EXISTS', KEYS[7 + i]) == 1 then
+    redis.call('RENAME', KEYS[7 + i], KEYS[4 + i])
+  else
+    redis.call('DEL', KEYS[4 + i])
+  end
+end
+local state = redis.call('HMGET', KEYS[1], 'done', 'chunks')
+redis.call('HSET', KEYS[10], 'rows', state[1], 'chunks', state[2], 'finished_at', ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], '1')
+return 1
 """
 
 
@@ -94,14 +183,83 @@ def run_script(client: Redis | Pipeline, lua: str, keys_: list[str], args: list[
     return script(keys=keys_, args=args, client=client)
 
 
-def index_apply(client: Redis | Pipeline, leaderboard_id: int, period: str, rows: list[Row], desc: bool) -> None:
-    if not rows:
-        return
+def _board_tag(leaderboard_id: int, period: str) -> str:
+    return f"{leaderboard_id}|{period}"
+
+
+def _apply_keys(leaderboard_id: int, period: str) -> list[str]:
+    return [
+        keys.index_key(leaderboard_id, period),
+        keys.versions_key(leaderboard_id, period),
+        keys.stats_key(leaderboard_id, period),
+        keys.build_key(leaderboard_id, period),
+        keys.shadow_index_key(leaderboard_id, period),
+        keys.shadow_versions_key(leaderboard_id, period),
+        keys.shadow_stats_key(leaderboard_id, period),
+    ]
+
+
+def _triples(rows: list[Row], desc: bool) -> list[Any]:
     argv: list[Any] = []
     for row in rows:
         argv += [row.user_id, row.version, index_member(row, desc)]
-    index_keys = [keys.index_key(leaderboard_id, period), keys.versions_key(leaderboard_id, period)]
-    run_script(client, _APPLY_ROWS, index_keys, argv)
+    return argv
+
+
+def index_apply(client: Redis | Pipeline, leaderboard_id: int, period: str, rows: list[Row], desc: bool) -> None:
+    """Apply rows to the rank index and mark the board touched for the reconcile (on a
+    pipeline: both go in its round trip)."""
+    if not rows:
+        return
+    run_script(client, _APPLY_ROWS, _apply_keys(leaderboard_id, period), _triples(rows, desc))
+    client.sadd(keys.touched_key(), _board_tag(leaderboard_id, period))
+
+
+def boards_touched_take(client: Redis, limit: int) -> list[tuple[int, str]]:
+    """Take (and forget) up to ``limit`` boards touched since the last take."""
+    taken = client.spop(keys.touched_key(), limit) or []
+    boards = []
+    for tag in taken:
+        leaderboard_id, period = tag.decode().split("|", 1)
+        boards.append((int(leaderboard_id), period))
+    return boards
+
+
+def boards_touch(client: Redis, boards: list[tuple[int, str]]) -> None:
+    """Ask for another reconcile of these boards (a suspicion to confirm next time)."""
+    if boards:
+        client.sadd(keys.touched_key(), *(_board_tag(b, p) for b, p in boards))
+
+
+def index_counters(client: Redis, leaderboard_id: int, period: str) -> tuple[int, int]:
+    """(members, sum of versions) of the rank index."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zcard(keys.index_key(leaderboard_id, period))
+    pipe.hget(keys.stats_key(leaderboard_id, period), "vsum")
+    count, vsum = pipe.execute()
+    return int(count), int(vsum or 0)
+
+
+def index_held(client: Redis, leaderboard_id: int, period: str, user_ids: list[str]) -> list[str]:
+    """Each user's "version|member" in the index ("" when absent)."""
+    if not user_ids:
+        return []
+    held = client.hmget(keys.versions_key(leaderboard_id, period), user_ids)
+    return [h.decode() if h is not None else "" for h in held]
+
+
+def index_members_between(client: Redis, leaderboard_id: int, period: str, low: str, high: str) -> list[str]:
+    """Members in a lex range ("-", "+", "(m", "[m" as ZRANGEBYLEX takes them)."""
+    return [m.decode() for m in client.zrangebylex(keys.index_key(leaderboard_id, period), low, high)]
+
+
+def index_force(client: Redis, leaderboard_id: int, period: str, fixes: list[tuple[str, str, str]]) -> int:
+    """Set users' entries to the database's (user, seen, wanted); returns how many changed."""
+    if not fixes:
+        return 0
+    argv = [part for fix in fixes for part in fix]
+    index_keys = _apply_keys(leaderboard_id, period)[:3]
+    return int(run_script(client, _FORCE_ROWS, index_keys, argv))
 
 
 def index_read_rank(client: Redis, leaderboard_id: int, period: str, user_id: str, around: int) -> list | None:
@@ -130,17 +288,60 @@ def index_mark_ready(client: Redis, leaderboard_id: int, period: str) -> None:
     client.set(keys.ready_key(leaderboard_id, period), "1")
 
 
-def index_build_start(client: Redis, leaderboard_id: int, period: str, ttl_seconds: int) -> str | None:
-    """Claim the rebuild; None when another rebuild holds it (it owns the flag until done)."""
+def index_build_claim(
+    client: Redis, leaderboard_id: int, period: str, ttl_seconds: int, total: int, chunk_rows: int
+) -> tuple[str, str] | None:
+    """Claim the board's rebuild: (token, "new" | "resumed"), or None while another
+    worker holds it (it refreshes its claim every chunk)."""
     token = secrets.token_hex(8)
-    if client.set(keys.building_key(leaderboard_id, period), token, nx=True, ex=ttl_seconds):
-        return token
-    return None
+    claim_keys = [
+        keys.building_key(leaderboard_id, period),
+        keys.build_key(leaderboard_id, period),
+        *_apply_keys(leaderboard_id, period)[4:],
+    ]
+    status = run_script(client, _CLAIM_BUILD, claim_keys, [token, ttl_seconds, total, chunk_rows])
+    return (token, status.decode()) if status else None
 
 
-def index_build_finish(client: Redis, leaderboard_id: int, period: str, token: str) -> bool:
-    build_keys = [keys.building_key(leaderboard_id, period), keys.ready_key(leaderboard_id, period)]
-    return bool(run_script(client, _FINISH_BUILD, build_keys, [token]))
+def index_build_state(client: Redis, leaderboard_id: int, period: str) -> dict[str, str] | None:
+    """A rebuild's state (token, cursor, done, total, chunk_rows, chunks); None if none runs."""
+    state = client.hgetall(keys.build_key(leaderboard_id, period))
+    return {k.decode(): v.decode() for k, v in state.items()} or None
+
+
+def index_build_last(client: Redis, leaderboard_id: int, period: str) -> dict[str, str] | None:
+    state = client.hgetall(keys.build_last_key(leaderboard_id, period))
+    return {k.decode(): v.decode() for k, v in state.items()} or None
+
+
+def index_build_active(client: Redis, leaderboard_id: int, period: str) -> bool:
+    """Whether a worker holds the rebuild now (its claim has not expired)."""
+    return bool(client.exists(keys.building_key(leaderboard_id, period)))
+
+
+def index_build_load(client: Redis, leaderboard_id: int, period: str, rows: list[Row], desc: bool) -> None:
+    if rows:
+        run_script(client, _LOAD_ROWS, _apply_keys(leaderboard_id, period)[4:], _triples(rows, desc))
+
+
+def index_build_advance(
+    client: Redis, leaderboard_id: int, period: str, token: str, cursor: str, rows: int, ttl_seconds: int
+) -> bool:
+    build_keys = [keys.build_key(leaderboard_id, period), keys.building_key(leaderboard_id, period)]
+    return bool(run_script(client, _ADVANCE_BUILD, build_keys, [token, cursor, rows, ttl_seconds]))
+
+
+def index_build_finish(client: Redis, leaderboard_id: int, period: str, token: str, now: float) -> bool:
+    """Swap the rebuilt shadow in for the index and mark it complete (if still ours)."""
+    build_keys = [
+        keys.build_key(leaderboard_id, period),
+        keys.building_key(leaderboard_id, period),
+        keys.ready_key(leaderboard_id, period),
+        *_apply_keys(leaderboard_id, period)[:3],
+        *_apply_keys(leaderboard_id, period)[4:],
+        keys.build_last_key(leaderboard_id, period),
+    ]
+    return bool(run_script(client, _FINISH_BUILD, build_keys, [token, now]))
 
 
 def top_write(client: Redis, leaderboard_id: int, period: str, version: int, payload: dict[str, Any]) -> bool:
@@ -160,6 +361,13 @@ def index_reset(client: Redis, leaderboard_id: int, period: str) -> None:
         keys.ready_key(leaderboard_id, period),
         keys.top_key(leaderboard_id, period),
         keys.building_key(leaderboard_id, period),
+        keys.stats_key(leaderboard_id, period),
+        keys.build_key(leaderboard_id, period),
+        keys.shadow_index_key(leaderboard_id, period),
+        keys.shadow_versions_key(leaderboard_id, period),
+        keys.shadow_stats_key(leaderboard_id, period),
+        keys.verify_cursor_key(leaderboard_id, period),
+        keys.suspect_key(leaderboard_id, period),
         keys.pending_key(leaderboard_id, period),
         keys.rounds_key(leaderboard_id, period),
         keys.root_due_key(leaderboard_id, period),

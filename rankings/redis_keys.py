@@ -55,3 +55,57 @@ def root_due_key(leaderboard_id: int, period: str) -> str:
 def boards_with_rounds_key() -> str:
     """Boards that had partials pushed: the sweeper looks at these for stranded rounds."""
     return f"{settings.LEADERBOARD_REDIS_PREFIX}:boards-with-rounds"
+
+
+# Keeping the rank index honest (see rankings/index_health.py).
+def stats_key(leaderboard_id: int, period: str) -> str:
+    """Running checksum of the rank index: "vsum" = sum of the versions it holds."""
+    return _base(leaderboard_id, period) + ":stats"
+
+
+def build_key(leaderboard_id: int, period: str) -> str:
+    """A chunked rebuild's state (token, cursor, done, total, chunk_rows, chunks); while it
+    exists, every index update is mirrored into the shadow keys the rebuild fills."""
+    return _base(leaderboard_id, period) + ":build"
+
+
+def build_last_key(leaderboard_id: int, period: str) -> str:
+    """The last finished rebuild (rows, chunks, finished_at), for operators."""
+    return _base(leaderboard_id, period) + ":build-last"
+
+
+def shadow_index_key(leaderboard_id: int, period: str) -> str:
+    return _base(leaderboard_id, period) + ":idx-next"
+
+
+def shadow_versions_key(leaderboard_id: int, period: str) -> str:
+    return _base(leaderboard_id, period) + ":ver-next"
+
+
+def shadow_stats_key(leaderboard_id: int, period: str) -> str:
+    return _base(leaderboard_id, period) + ":stats-next"
+
+
+def verify_cursor_key(leaderboard_id: int, period: str) -> str:
+    """Where the rolling verification of slices resumes (the last member checked)."""
+    return _base(leaderboard_id, period) + ":verify-cursor"
+
+
+def suspect_key(leaderboard_id: int, period: str) -> str:
+    """The database's (count, version sum) when the index's counters last disagreed."""
+    return _base(leaderboard_id, period) + ":suspect"
+
+
+def touched_key() -> str:
+    """Boards whose rank index was written since the reconcile last took the set."""
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:boards-touched"
+
+
+def reconcile_sweep_cursor_key() -> str:
+    """The last board id the reconcile's slow sweep over every board reached."""
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:reconcile-sweep-cursor"
+
+
+def reconciled_key() -> str:
+    """board:period -> when its reconcile last ran (unix seconds)."""
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:boards-reconciled"

@@ -15,21 +15,21 @@ only while scores never decrease).
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis import Redis
 from redis.exceptions import RedisError
 
 from leaderboard_project import metrics
 from leaderboard_project.celery import app as celery_app
-from rankings import cache, redis_keys, rounds
+from rankings import cache, index_upkeep, redis_keys, rounds
 from rankings.models import Leaderboard, TopN
 from rankings.ordering import merge_top_k, rank_key, to_micros, top_k
 from rankings.selectors import db_rows_of, db_top_rows, index_head_rows, is_desc, leaderboards_by_id
-from scores.models import Score
 from tasks.messages import (
     WIRE_VERSION,
     ChangedRow,
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 REPAIR_BOARD_TASK = "tasks.ranking.repair_board"
 RUN_ROOT_TASK = "tasks.ranking.run_root"
-_INDEX_BUILD_CHUNK = 2000
+RECONCILE_BOARD_TASK = "tasks.maintenance.reconcile_board"
 
 
 def leaderboard_create(**fields: object) -> Leaderboard:
@@ -274,47 +274,142 @@ def board_repair_request(*, leaderboard: Leaderboard, period: str) -> None:
 
 
 def board_repair(*, leaderboard: Leaderboard, period: str) -> None:
-    """Recompute the top-N from the database and rebuild the rank index if it is lost."""
+    """Recompute the top-N from the database; rebuild the rank index if it is lost, and
+    resume a rebuild whose worker died."""
     topn_rebuild(leaderboard=leaderboard, period=period)
-    if not cache.index_is_ready(cache.redis_client(), leaderboard.id, period):
-        index_rebuild(leaderboard=leaderboard, period=period)
-
-
-def index_rebuild(*, leaderboard: Leaderboard, period: str) -> bool:
-    """Load every score row of the board into the rank index, then mark it complete.
-
-    Rows changed meanwhile reach the index through the rank workers with newer versions,
-    which the index keeps over the older ones read here.
-    """
     client = cache.redis_client()
-    token = cache.index_build_start(client, leaderboard.id, period, ttl_seconds=900)
+    dead_build = cache.index_build_state(client, leaderboard.id, period) is not None and not cache.index_build_active(
+        client, leaderboard.id, period
+    )
+    if dead_build or not cache.index_is_ready(client, leaderboard.id, period):
+        index_rebuild_start(leaderboard=leaderboard, period=period)
+
+
+def index_rebuild_start(*, leaderboard: Leaderboard, period: str, chunk_rows: int | None = None) -> bool:
+    """Start (or resume) the chunked rebuild of the board's rank index on the rank
+    workers, one task per chunk; False when a live rebuild already holds it."""
+    token = index_upkeep.index_build_claim(leaderboard=leaderboard, period=period, chunk_rows=chunk_rows)
     if token is None:
         return False
-    desc = is_desc(leaderboard)
-    rows = (
-        Score.objects.filter(leaderboard=leaderboard, period=period)
-        .values_list("user_id", "score", "reached_at", "version")
-        .iterator(chunk_size=_INDEX_BUILD_CHUNK)
+    index_build_chunk_send(leaderboard_id=leaderboard.id, period=period, token=token)
+    return True
+
+
+def index_build_chunk_send(*, leaderboard_id: int, period: str, token: str) -> None:
+    celery_app.send_task(
+        index_upkeep.BUILD_CHUNK_TASK,
+        kwargs={"leaderboard_id": leaderboard_id, "period": period, "token": token},
+        ignore_result=True,
     )
-    chunk: list[Row] = []
-    for user_id, score, reached_at, version in rows:
-        chunk.append(Row(user_id, score, to_micros(reached_at), version))
-        if len(chunk) >= _INDEX_BUILD_CHUNK:
-            cache.index_apply(client, leaderboard.id, period, chunk, desc)
-            chunk = []
-    cache.index_apply(client, leaderboard.id, period, chunk, desc)
-    finished = cache.index_build_finish(client, leaderboard.id, period, token)
-    if finished:
-        metrics.rank_index_rebuilt(leaderboard.slug)
-    return finished
+
+
+def index_build_chunk(*, leaderboard: Leaderboard, period: str, token: str) -> str:
+    """One chunk of a rebuild (a rank task); sends the next one while rows remain. The
+    time budget is a third of the soft limit, so a slow database ends the chunk early
+    instead of the task being killed."""
+    budget = settings.CELERY_TASK_SOFT_TIME_LIMIT / 3
+    outcome = index_upkeep.index_build_run(leaderboard=leaderboard, period=period, token=token, budget_seconds=budget)
+    if outcome == "more":
+        index_build_chunk_send(leaderboard_id=leaderboard.id, period=period, token=token)
+    return outcome
+
+
+def index_rebuild(*, leaderboard: Leaderboard, period: str, on_chunk: Callable[[int, int], None] | None = None) -> bool:
+    """Rebuild the board's rank index here, chunk after chunk (commands, reseed, bench);
+    ``on_chunk(done, total)`` follows the progress. False when a live rebuild holds it.
+
+    Rows changed meanwhile reach the index (and the rebuild's shadow) through the rank
+    workers with newer versions, which are kept over the older ones read here.
+    """
+    token = index_upkeep.index_build_claim(leaderboard=leaderboard, period=period)
+    if token is None:
+        return False
+    client = cache.redis_client()
+    while True:
+        outcome = index_upkeep.index_build_run(
+            leaderboard=leaderboard, period=period, token=token, budget_seconds=float("inf")
+        )
+        progress = index_upkeep.index_build_progress(client, leaderboard.id, period)
+        if on_chunk is not None:
+            last = cache.index_build_last(client, leaderboard.id, period) or {}
+            done = progress.done if progress else int(last.get("rows", 0))
+            on_chunk(done, progress.total if progress else done)
+        if outcome != "more":
+            return outcome == "done"
+
+
+@dataclass(frozen=True)
+class BoardCheck:
+    """What one board's reconcile found: users the slice check repaired, and whether
+    the counters agreed (None: a first disagreement, looked at again next time)."""
+
+    repaired: int
+    counters_agree: bool | None
+    rebuilding: bool
+
+
+def board_reconcile(*, leaderboard: Leaderboard, period: str) -> BoardCheck:
+    """Make one board's top-N and rank index agree with the database (the fan-out's task).
+
+    A lost index, or a rebuild whose worker died, is (re)started; a complete one gets
+    the next slice verified and its counters compared, and is rebuilt when they stay apart.
+    """
+    topn_rebuild(leaderboard=leaderboard, period=period)
+    client = cache.redis_client()
+    reconcile_mark_board(client, leaderboard.id, period)
+    if cache.index_build_state(client, leaderboard.id, period) is not None:
+        # The rebuild replaces the index; only a dead one needs a hand.
+        if not cache.index_build_active(client, leaderboard.id, period):
+            index_rebuild_start(leaderboard=leaderboard, period=period)
+        return BoardCheck(0, None, True)
+    if not cache.index_is_ready(client, leaderboard.id, period):
+        return BoardCheck(0, None, index_rebuild_start(leaderboard=leaderboard, period=period))
+    repaired = index_upkeep.index_verify_slice(leaderboard=leaderboard, period=period)
+    agree = index_upkeep.index_counters_agree(leaderboard=leaderboard, period=period)
+    rebuilding = agree is False and index_rebuild_start(leaderboard=leaderboard, period=period)
+    if repaired or rebuilding:
+        metrics.reconcile_repaired(leaderboard.slug)
+    return BoardCheck(repaired, agree, rebuilding)
+
+
+def reconcile_mark_board(client: Redis, leaderboard_id: int, period: str) -> None:
+    client.zadd(redis_keys.reconciled_key(), {f"{leaderboard_id}|{period}": time.time()})
+
+
+def reconcile_fanout() -> int:
+    """Beat: one reconcile task per board whose rank index was written since its last
+    check, plus the next few boards of a slow sweep over every board (which catches an
+    index that went stale without a write, e.g. Redis restarted and lost its last
+    second). Returns the number of tasks sent."""
+    client = cache.redis_client()
+    boards = set(cache.boards_touched_take(client, settings.LEADERBOARD_RECONCILE_MAX_BOARDS))
+    boards |= _sweep_next(client, settings.LEADERBOARD_RECONCILE_SWEEP_BOARDS)
+    for leaderboard_id, period in sorted(boards):
+        celery_app.send_task(
+            RECONCILE_BOARD_TASK,
+            kwargs={"leaderboard_id": leaderboard_id, "period": period},
+            ignore_result=True,
+            expires=settings.LEADERBOARD_RECONCILE_TASK_EXPIRES,
+        )
+    return len(boards)
+
+
+def _sweep_next(client: Redis, count: int) -> set[tuple[int, str]]:
+    """The next ``count`` live boards by id after the stored cursor, wrapping around."""
+    if count <= 0:
+        return set()
+    after = int(client.get(redis_keys.reconcile_sweep_cursor_key()) or 0)
+    boards = list(Leaderboard.objects.filter(id__gt=after, deleting=False).order_by("id")[:count])
+    client.set(redis_keys.reconcile_sweep_cursor_key(), boards[-1].id if len(boards) == count else 0)
+    return {(board.id, board.current_period()) for board in boards}
 
 
 def reconcile_all() -> int:
-    """Beat: make every board's top-N and rank index agree with the database."""
+    """Reconcile every board here, one after the other (operators; beat uses the fan-out)."""
     count = 0
-    for board in Leaderboard.objects.all():
+    for board in Leaderboard.objects.filter(deleting=False):
         try:
-            board_repair(leaderboard=board, period=board.current_period())
+            board_reconcile(leaderboard=board, period=board.current_period())
         except RedisError as exc:
             logger.warning("rank index of %s not checked: %s", board.slug, exc)
         count += 1

@@ -39,6 +39,12 @@ class ScoreAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Score | None = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Score | None = None) -> bool:
+        # A deleted row would stay in the rank index and the top-N (and come back later
+        # at version 1, below the version the index holds): scores leave only through
+        # the services (board deletion, user erasure), which keep them in step.
+        return False
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):

@@ -31,6 +31,9 @@ class Score(models.Model):
     reached_by = models.CharField(max_length=80, default="", db_default="", blank=True)
     # Grows with every applied change; orders the rank-index updates in Redis.
     version = models.BigIntegerField(default=1)
+    # "sum" boards: the exact total while it lies beyond ±(2^63 - 1) (``score`` then shows it
+    # saturated); NULL while ``score`` is exact. Keeps saturation independent of batching.
+    exact_total = models.DecimalField(max_digits=40, decimal_places=0, null=True, blank=True)
 
     class Meta:
         constraints = [

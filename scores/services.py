@@ -94,7 +94,7 @@ def _aggregate(board: Leaderboard, events: list[ScoreEvent]) -> _Change | None:
         moving = [e for e in events if e.points != 0]
         if not moving:
             return None
-        # Exact in Python; clamped once, where it meets the stored value.
+        # Exact in Python; the upsert adds it exactly to the stored exact total.
         return _Change(sum(e.points for e in moving), max(e.accepted_us for e in moving))
     if board.aggregation == Aggregation.BEST:
         pick = max if board.order == Order.DESC else min
@@ -129,8 +129,13 @@ def _upsert_sql(group: _Group) -> str:
     """
     sign = "-" if group.desc else ""
     if group.aggregation == Aggregation.SUM:
-        new = f"LEAST(GREATEST(s.score::numeric + EXCLUDED.score::numeric, -{INT64_MAX}), {INT64_MAX})::bigint"
+        # The exact total is kept (exact_total) while it lies beyond the bigint range, so
+        # the stored score is always the saturated exact sum of every event, however the
+        # events were batched: clamping each batch's sum would depend on the batching.
+        exact = "(COALESCE(s.exact_total, s.score::numeric) + COALESCE(EXCLUDED.exact_total, EXCLUDED.score::numeric))"
+        new = f"LEAST(GREATEST({exact}, -{INT64_MAX}), {INT64_MAX})::bigint"
         update = f"""score = {new}, sort_key = {sign}{new},
+            exact_total = CASE WHEN abs({exact}) > {INT64_MAX} THEN {exact} END,
             reached_at = GREATEST(s.reached_at, EXCLUDED.reached_at)"""
         where = "TRUE"
     elif group.aggregation == Aggregation.BEST:
@@ -145,10 +150,11 @@ def _upsert_sql(group: _Group) -> str:
         where = "(EXCLUDED.reached_at, EXCLUDED.reached_by) > (s.reached_at, s.reached_by)"
     return f"""
         INSERT INTO scores_score AS s
-            (user_id, leaderboard_id, period, score, sort_key, reached_at, reached_by, version)
-        SELECT t.u, t.b, t.p, t.v, {sign}t.v, t.r, t.e, 1
+            (user_id, leaderboard_id, period, score, sort_key, reached_at, reached_by, version, exact_total)
+        SELECT t.u, t.b, t.p, t.v, {sign}t.v, t.r, t.e, 1,
+               CASE WHEN abs(t.x::numeric) > {INT64_MAX} THEN t.x::numeric END
         FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(periods)s::text[], %(values)s::bigint[],
-                    %(reached)s::timestamptz[], %(by)s::text[]) AS t(u, b, p, v, r, e)
+                    %(reached)s::timestamptz[], %(by)s::text[], %(exact)s::text[]) AS t(u, b, p, v, r, e, x)
         ORDER BY t.u, t.b, t.p
         ON CONFLICT (user_id, leaderboard_id, period) DO UPDATE SET {update}, version = s.version + 1
         WHERE {where}
@@ -256,6 +262,8 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
                 {
                     **_key_arrays(group_keys),
                     "values": [_clamp(group_changes[k].value) for k in group_keys],
+                    # The batch's exact value ("sum" keeps it when it is beyond the bigint range).
+                    "exact": [str(group_changes[k].value) for k in group_keys],
                     "reached": [from_micros(group_changes[k].reached_us) for k in group_keys],
                     "by": [group_changes[k].reached_by for k in group_keys],
                 },

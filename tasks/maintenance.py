@@ -5,15 +5,26 @@ from django.utils import timezone
 
 from operations.reconcile import reconcile_mark
 from rankings.cache import redis_client
-from rankings.services import reconcile_all, rounds_sweep
+from rankings.selectors import leaderboards_by_id
+from rankings.services import board_reconcile, reconcile_fanout, rounds_sweep
 from scores.maintenance import processed_events_purge
+from tasks.errors import TRANSIENT_ERRORS
 
 
 @shared_task(name="tasks.maintenance.reconcile_topn", expires=55)
 def reconcile_topn() -> int:
-    boards = reconcile_all()
+    """Fan out: one ``reconcile_board`` per board that changed (and a few of a slow
+    sweep), so the beat task stays short with any number of boards."""
+    boards = reconcile_fanout()
     reconcile_mark(redis_client(), timezone.now(), boards)
     return boards
+
+
+@shared_task(name="tasks.maintenance.reconcile_board", autoretry_for=TRANSIENT_ERRORS, max_retries=3, retry_backoff=2)
+def reconcile_board(leaderboard_id: int, period: str) -> None:
+    board = leaderboards_by_id({leaderboard_id}).get(leaderboard_id)
+    if board is not None:  # deleted since it was touched
+        board_reconcile(leaderboard=board, period=period)
 
 
 @shared_task(name="tasks.maintenance.purge_event_ids", expires=3500)

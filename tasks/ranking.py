@@ -23,6 +23,7 @@ from rankings.selectors import leaderboards_by_id
 from rankings.services import (
     board_repair,
     board_repair_request,
+    index_build_chunk,
     merge_fan_in,
     round_plan,
     round_publish,
@@ -142,3 +143,12 @@ def repair_board(leaderboard_id: int, period: str) -> None:
     board = Leaderboard.objects.filter(id=leaderboard_id).first()
     if board is not None:
         board_repair(leaderboard=board, period=period)
+
+
+@shared_task(name="tasks.ranking.index_build_chunk", **_RETRYING)
+def index_build_chunk_task(leaderboard_id: int, period: str, token: str) -> str:
+    """One chunk of a rank-index rebuild; it sends the next chunk itself."""
+    board = Leaderboard.objects.filter(id=leaderboard_id).first()
+    if board is None:
+        return "gone"
+    return index_build_chunk(leaderboard=board, period=period, token=token)

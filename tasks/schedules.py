@@ -16,7 +16,8 @@ class Schedule:
 SCHEDULES = [
     # A root lost with its worker (or never scheduled) leaves partials waiting: find them.
     Schedule("sweep stranded merge rounds", "tasks.maintenance.sweep_rounds", every_seconds=5, expires_seconds=4),
-    # Repairs anything a crash left stale: the top-N table and cache, and a lost rank index.
+    # Fans out one reconcile per changed board (and a slow sweep): repairs what a crash left
+    # stale, the top-N table and cache, a stale or lost rank index.
     Schedule("reconcile top-N", "tasks.maintenance.reconcile_topn", every_seconds=30, expires_seconds=25),
     Schedule("purge old event ids", "tasks.maintenance.purge_event_ids", every_seconds=3600, expires_seconds=3000),
 ]
