@@ -19,7 +19,9 @@ class Score(models.Model):
     id = models.BigAutoField(primary_key=True)
     # "C" collation: ties are broken by user_id in code-point order, as Redis and Python do.
     user_id = models.CharField(max_length=64, db_collation="C")
-    leaderboard = models.ForeignKey(Leaderboard, on_delete=models.CASCADE, related_name="scores")
+    # No index of its own: the ranking index starts with leaderboard_id, and every index
+    # costs each upsert an entry (an update that moves sort_key is never HOT).
+    leaderboard = models.ForeignKey(Leaderboard, on_delete=models.CASCADE, related_name="scores", db_index=False)
     period = models.CharField(max_length=32, default=ALL_TIME)
     score = models.BigIntegerField()
     # The score negated on desc boards, so one ascending index serves both orders.
