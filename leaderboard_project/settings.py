@@ -194,6 +194,9 @@ LEADERBOARD_ADMISSION_CHECK_SECONDS = env_float("LEADERBOARD_ADMISSION_CHECK_SEC
 # time) goes to the dead-letter queue. Innocent messages batched with it are returned at
 # most once (see tasks.consuming), so the limit never catches them.
 LEADERBOARD_INGEST_DELIVERY_LIMIT = env_int("LEADERBOARD_INGEST_DELIVERY_LIMIT", 5)
+# A full ingest queue nacks publishes (503): far above the admission bound, it only
+# matters when admission control is off or the web tier cannot read the queues.
+LEADERBOARD_INGEST_QUEUE_MAX_MESSAGES = env_int("LEADERBOARD_INGEST_QUEUE_MAX_MESSAGES", 20_000)
 # When ingest messages queue up, one transaction takes up to this many more of them.
 LEADERBOARD_INGEST_TAKE_MESSAGES = env_int("LEADERBOARD_INGEST_TAKE_MESSAGES", 15)
 LEADERBOARD_INGEST_TAKE_EVENTS = env_int("LEADERBOARD_INGEST_TAKE_EVENTS", 4000)
@@ -280,7 +283,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)
 CELERY_TASK_QUEUES = durable_queues(
-    LEADERBOARD_QUEUE_PREFIX, LEADERBOARD_INGEST_PARTITIONS, LEADERBOARD_INGEST_DELIVERY_LIMIT
+    LEADERBOARD_QUEUE_PREFIX,
+    LEADERBOARD_INGEST_PARTITIONS,
+    LEADERBOARD_INGEST_DELIVERY_LIMIT,
+    LEADERBOARD_INGEST_QUEUE_MAX_MESSAGES,
 )
 CELERY_TASK_ROUTES = {
     "tasks.ranking.*": {"queue": role_queue_name(LEADERBOARD_QUEUE_PREFIX, QueueRole.RANK)},

@@ -32,7 +32,7 @@ def all_queue_names(prefix: str, partitions: int) -> list[str]:
     return [*ingest, role_queue_name(prefix, QueueRole.RANK), role_queue_name(prefix, QueueRole.MAINTENANCE)]
 
 
-def durable_queues(prefix: str, partitions: int, delivery_limit: int) -> list[Queue]:
+def durable_queues(prefix: str, partitions: int, delivery_limit: int, max_messages: int) -> list[Queue]:
     """Every work queue dead-letters into ``<prefix>.dead``, so a poison message leaves
     its queue (instead of blocking it) without vanishing.
 
@@ -47,7 +47,15 @@ def durable_queues(prefix: str, partitions: int, delivery_limit: int) -> list[Qu
     use per-consumer prefetch, which an ETA task would hold until it is due)."""
     dead = role_queue_name(prefix, QueueRole.DEAD)
     dead_letter = {"x-dead-letter-exchange": dead, "x-dead-letter-routing-key": dead}
-    quorum = {**dead_letter, "x-queue-type": "quorum", "x-delivery-limit": delivery_limit}
+    # The second line behind admission control: a full ingest queue refuses (nacks) a
+    # publish instead of growing until the broker's memory alarm blocks every publisher.
+    quorum = {
+        **dead_letter,
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-max-length": max_messages,
+        "x-overflow": "reject-publish",
+    }
     rank = role_queue_name(prefix, QueueRole.RANK)
     delay = role_queue_name(prefix, QueueRole.ROOT_DELAY)
     delayed = Queue(

@@ -3,11 +3,11 @@ and does not block the messages behind it."""
 
 import pytest
 from django.conf import settings
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 
 from leaderboard_project.celery import app as celery_app
 from scores.partitioning import partition_of
-from scores.services import now_micros
+from scores.services import BrokerUnavailable, now_micros, score_events_submit
 from tasks.messages import WIRE_VERSION, ScoreEvent, ingest_batch_payload
 from tasks.queues import APPLY_EVENTS_TASK, QueueRole, ingest_queue_name, role_queue_name
 from tests.checks import db_scores, eventually
@@ -55,3 +55,35 @@ def test_it_dead_letters_a_message_that_kills_its_worker_every_time(worker, make
     celery_app.send_task(APPLY_EVENTS_TASK, args=[good], queue=queue)
     eventually(lambda: _assert_equal(dead_letters(), before + 1), timeout=120)
     eventually(lambda: _assert_equal(db_scores(board), {"next": 7}))
+
+
+def test_it_answers_503_when_a_full_ingest_queue_nacks_the_publish(transactional_db, make_board, settings):
+    # A queue that holds one message and refuses the rest (x-overflow reject-publish): the
+    # broker nacks, and the request that waited for the confirm gets a 503.
+    settings.LEADERBOARD_QUEUE_PREFIX = "lbtest-nack"
+    settings.LEADERBOARD_INGEST_PARTITIONS = 1
+    name = ingest_queue_name("lbtest-nack", 0)
+    queue = Queue(
+        name,
+        Exchange(name, type="direct"),
+        routing_key=name,
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    celery_app.amqp.queues.add(queue)
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        queue(conn.channel()).declare()
+    board = make_board()
+    outcomes = []
+    try:
+        for n in range(6):
+            try:
+                score_events_submit(leaderboard=board, events=[{"user_id": "a", "points": 1, "event_id": f"n{n}"}])
+                outcomes.append(202)
+            except BrokerUnavailable:
+                outcomes.append(503)
+    finally:
+        celery_app.amqp.queues.pop(name, None)
+        with Connection(settings.CELERY_BROKER_URL) as conn:
+            conn.channel().queue_delete(name)
+    assert outcomes[0] == 202 and 503 in outcomes, outcomes
