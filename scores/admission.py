@@ -1,13 +1,20 @@
 """Admission control: shed load at the door when the ingest backlog is past its bound.
 
 The web tier accepts batched events several times faster than the workers apply them,
-so under a sustained overload the queues (and freshness) would grow without bound. Each
-web process runs one monitor thread that reads the ingest queues' depths every
-``LEADERBOARD_ADMISSION_CHECK_SECONDS`` (a passive ``queue_declare`` per partition: no
-message is touched) and estimates the backlog in events from the events per message this
-process has been publishing. Past ``LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS`` a score
+so under a sustained overload the queues (and freshness) would grow without bound. The
+backlog in events is two Redis counters: events published (the web tier adds each
+confirmed message's events) less events applied (the ingest workers add each committed
+transaction's). Each web process runs one monitor thread that reads them, with the
+ingest queues' depths, every ``LEADERBOARD_ADMISSION_CHECK_SECONDS``; when every queue is
+empty the counters are set level again, so a redelivery counted twice or a dead-lettered
+message never counted does not drift the figure for long. Past
+``LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS`` a score
 request answers 503 with ``Retry-After`` before anything is published: a 503 promises
 nothing and enqueues nothing, so a client that resends with event ids loses nothing.
+
+Fair share: past half the bound, a key that sent half again more than an equal split of the
+last second's events gets 429 instead, so one flooding key is held back before everybody
+is refused.
 
 A reading older than a few intervals (the broker unreachable) admits: the publish itself
 then fails and answers 503.
@@ -20,8 +27,11 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis import Redis
+from redis.exceptions import RedisError
 
 from leaderboard_project.celery import app as celery_app
+from rankings.cache import redis_client, run_script
 from tasks.queues import ingest_queue_name
 
 logger = logging.getLogger(__name__)
@@ -34,16 +44,35 @@ class Backlog:
     read_at: float  # time.monotonic()
 
 
+def _counter_key(name: str) -> str:
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:backlog:{name}"
+
+
+def backlog_count(*, published: int = 0, applied: int = 0) -> None:
+    """Count confirmed (web) or committed (worker) events; Redis away only blurs the figure."""
+    try:
+        client = redis_client()
+        if published:
+            client.incrby(_counter_key("published"), published)
+        if applied:
+            client.incrby(_counter_key("applied"), applied)
+    except RedisError as exc:
+        logger.warning("backlog counter not updated: %s", exc)
+
+
+# KEYS: published, applied. ARGV: "level" to set published to applied (queues empty).
+_READ_COUNTERS = """
+local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[1] == 'level' then redis.call('SET', KEYS[1], applied) end
+return tonumber(redis.call('GET', KEYS[1]) or '0') - applied
+"""
+
+
 class BacklogMonitor:
     def __init__(self) -> None:
         self._pid: int | None = None
         self._lock = threading.Lock()
         self.latest: Backlog | None = None
-        # Events per published message, averaged (EWMA) over this process's publishes.
-        self._events_per_message = 1.0
-
-    def published(self, events: int) -> None:
-        self._events_per_message += 0.1 * (events - self._events_per_message)
 
     def backlog(self) -> Backlog | None:
         self._ensure_thread()
@@ -77,8 +106,9 @@ class BacklogMonitor:
                 # Declared as the workers declare them (idempotent): a queue nobody has
                 # published to yet exists, empty, instead of failing the reading.
                 messages = sum(queue.bind(channel).queue_declare().message_count for queue in queues)
-                events = round(messages * self._events_per_message)
-                self.latest = Backlog(messages, events, time.monotonic())
+                counters = [_counter_key("published"), _counter_key("applied")]
+                events = run_script(redis_client(), _READ_COUNTERS, counters, ["level" if messages == 0 else ""])
+                self.latest = Backlog(messages, max(0, int(events)), time.monotonic())
             except Exception as exc:  # noqa: BLE001 - the broker or a queue is away: no reading, admit
                 logger.debug("backlog not read: %s", exc)
                 if connection is not None:
@@ -93,9 +123,55 @@ class BacklogMonitor:
 backlog_monitor = BacklogMonitor()
 
 
-def admission_refusal() -> Backlog | None:
-    """The backlog when it is past the bound (the request must be shed), else None."""
+# KEYS: this second's per-key hash, last second's per-key hash. ARGV: key id, events,
+# ttl ms. Counts the request's events for its key in this second and returns
+# {key's events last second, all events last second, keys active last second}.
+_FAIR_SHARE = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local mine = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local total, keys = 0, 0
+for _, count in ipairs(redis.call('HVALS', KEYS[2])) do
+  total = total + tonumber(count)
+  keys = keys + 1
+end
+return {mine, total, keys}
+"""
+
+
+_FAIR_SHARE_FACTOR = 1.5
+
+
+def _share_key(second: int) -> str:
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:fair-share:{second}"
+
+
+def fair_share_exceeded(client: Redis, *, key_id: int, events: int, second: int) -> bool:
+    """Under pressure, whether this key took more than its share of the last second.
+
+    The share is half again an equal split among the keys that wrote in the last second,
+    so a key sending no more than the others is never refused, while one flooding key is
+    held back (429) before admission control has to refuse everybody (503)."""
+    mine, total, keys = run_script(
+        client, _FAIR_SHARE, [_share_key(second), _share_key(second - 1)], [key_id, events, 3000]
+    )
+    return keys > 1 and mine > _FAIR_SHARE_FACTOR * total / keys
+
+
+def admission_check(*, key_id: int | None, events: int) -> str | None:
+    """None to admit; "overloaded" past the bound; "over share" for a key that takes more
+    than its share while the backlog is past half the bound."""
     backlog = backlog_monitor.backlog()
-    if backlog is not None and backlog.events > settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS:
-        return backlog
-    return None
+    if backlog is None:
+        return None
+    bound = settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS
+    if backlog.events > bound:
+        return "overloaded"
+    if key_id is None or backlog.events <= bound / 2:
+        return None
+    try:
+        exceeded = fair_share_exceeded(redis_client(), key_id=key_id, events=events, second=int(time.time()))
+    except RedisError as exc:
+        logger.warning("fair share not checked, Redis failed: %s", exc)
+        return None
+    return "over share" if exceeded else None

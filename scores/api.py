@@ -42,14 +42,17 @@ class ScoreSubmitView(APIView):
         submission = ScoreSubmitSerializer(data=request.data, context={"leaderboard": board})
         submission.is_valid(raise_exception=True)
         try:
-            accepted = score_events_submit(leaderboard=board, events=submission.validated_data["events"])
+            accepted = score_events_submit(
+                leaderboard=board, events=submission.validated_data["events"], api_key_id=request.auth.pk
+            )
         except BrokerUnavailable as exc:
             raise ServiceUnavailable() from exc
         except Overloaded as exc:
             # Shed at the door: nothing was published, so a resend later is always safe.
-            detail = f"Overloaded: {exc.backlog_events} events wait to be applied; retry later."
-            return Response(
-                {"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"}
-            )
+            if exc.reason == "over share":
+                detail, code = "This key sends more than its share while the service is busy; retry later.", 429
+            else:
+                detail, code = "Overloaded: too many events wait to be applied; retry later.", 503
+            return Response({"detail": detail}, status=code, headers={"Retry-After": "1"})
         events_accepted(board.slug, accepted)
         return Response(AcceptedSerializer({"accepted": accepted}).data, status=status.HTTP_202_ACCEPTED)

@@ -23,7 +23,7 @@ from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from leaderboard_project.celery import app as celery_app
-from scores.admission import backlog_monitor
+from scores.admission import backlog_count
 from scores.partitioning import partition_of
 from tasks.messages import ScoreEvent, ingest_batch_payload
 from tasks.queues import APPLY_EVENTS_TASK, ingest_queue_name
@@ -134,7 +134,7 @@ class IngestPublisher:
                 ignore_result=True,
             )
             self.publishes += 1
-            backlog_monitor.published(len(events))
+            backlog_count(published=len(events))
         except (BrokerOperationalError, OSError) as exc:
             error = exc
         except Exception as exc:  # a nack or a bug must reach the waiting requests, not kill the thread

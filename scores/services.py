@@ -28,7 +28,7 @@ from leaderboard_project import metrics
 from rankings.models import Aggregation, Leaderboard, Order
 from rankings.ordering import INT64_MAX, from_micros, to_micros
 from rankings.selectors import leaderboards_by_id
-from scores.admission import admission_refusal
+from scores.admission import admission_check
 from scores.publisher import BrokerUnavailable, ingest_publisher
 from tasks.messages import ChangedRow, Row, ScoreEvent
 
@@ -45,19 +45,20 @@ def now_micros() -> int:
 
 
 class Overloaded(Exception):
-    """The ingest backlog is past its bound: nothing was published."""
+    """Admission control refused the request (``reason``: "overloaded" or "over share");
+    nothing was published."""
 
-    def __init__(self, backlog_events: int) -> None:
-        super().__init__(f"{backlog_events} events wait to be applied")
-        self.backlog_events = backlog_events
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-def score_events_submit(*, leaderboard: Leaderboard, events: Iterable[dict]) -> int:
+def score_events_submit(*, leaderboard: Leaderboard, events: Sequence[dict], api_key_id: int | None = None) -> int:
     """Stamp validated events with one accepted time and publish them as one message;
-    refuse them (Overloaded) while the ingest backlog is past its bound."""
-    refusal = admission_refusal()
+    refuse them (Overloaded) while admission control sheds load."""
+    refusal = admission_check(key_id=api_key_id, events=len(events))
     if refusal is not None:
-        raise Overloaded(refusal.events)
+        raise Overloaded(refusal)
     accepted_us = now_micros()
     batch = []
     for position, event in enumerate(events):

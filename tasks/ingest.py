@@ -7,6 +7,7 @@ from django.conf import settings
 
 from rankings.activity import board_activity_record_batch
 from rankings.services import ranking_handoff
+from scores.admission import backlog_count
 from scores.services import score_events_apply
 from tasks.consuming import messages_taken
 from tasks.errors import TRANSIENT_ERRORS
@@ -50,6 +51,7 @@ def apply_events(self: Task, batch: list) -> int:
             changed = _apply(events)
             # One line per transaction, read by the benchmark.
             logger.info("ingest transaction: messages=%d events=%d", 1 + extra_messages, len(events))
+            backlog_count(applied=len(events))
             return changed
     except TRANSIENT_ERRORS:
         raise
@@ -59,4 +61,6 @@ def apply_events(self: Task, batch: list) -> int:
         # The taken messages are back on the queue; if one of them was the poison, this
         # message must not be dead-lettered for it: apply it alone.
         logger.exception("ingest transaction of %d messages failed; applying this one alone", 1 + extra_messages)
-        return _apply(list(own.events))
+        changed = _apply(list(own.events))
+        backlog_count(applied=len(own.events))
+        return changed

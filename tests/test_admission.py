@@ -4,8 +4,11 @@ with Retry-After and enqueues nothing; once the workers drain the backlog it is 
 import time
 
 import pytest
+from rest_framework.test import APIClient
 
-from scores.admission import backlog_monitor
+from rankings.cache import redis_client
+from scores.admission import backlog_monitor, fair_share_exceeded
+from scores.models import ApiKey
 from tests.checks import db_scores, eventually, queued_messages
 from tests.conftest import Workers, bearer
 
@@ -34,7 +37,7 @@ def test_it_sheds_load_past_the_backlog_bound_and_enqueues_nothing(
             shed = response
     assert shed is not None, f"never shed (backlog {backlog_monitor.latest}, {accepted} accepted)"
     assert shed.status_code == 503 and shed.headers["Retry-After"] == "1", shed.content
-    assert "events wait to be applied" in shed.json()["detail"]
+    assert "too many events wait to be applied" in shed.json()["detail"]
 
     before = queued_messages()
     refused = client.post(url, {"user_id": "late", "points": 5, "event_id": "late-1"}, format="json")
@@ -57,3 +60,50 @@ def test_it_sheds_load_past_the_backlog_bound_and_enqueues_nothing(
 
 def _assert_equal(actual: object, expected: object) -> None:
     assert actual == expected
+
+
+def test_it_counts_a_key_over_its_share_of_the_last_second(db):
+    client = redis_client()
+    second = int(time.time()) + 10_000  # a second of its own, in the future
+    fair_share_exceeded(client, key_id=1, events=950, second=second - 1)
+    fair_share_exceeded(client, key_id=2, events=10, second=second - 1)
+    fair_share_exceeded(client, key_id=4, events=40, second=second - 1)
+    assert fair_share_exceeded(client, key_id=1, events=10, second=second)  # 950 > 1.5 x 1000 / 3
+    assert not fair_share_exceeded(client, key_id=2, events=10, second=second)
+    # A key alone is never over its share, however much it sends.
+    fair_share_exceeded(client, key_id=3, events=5000, second=second + 5)
+    assert not fair_share_exceeded(client, key_id=3, events=5000, second=second + 6)
+
+
+def test_it_holds_back_a_flooding_key_while_others_still_get_in(
+    celery_workers: Workers, transactional_db, settings, api, make_board
+):
+    celery_workers.stop()
+    board = make_board()
+    flooder = bearer(APIClient(), ApiKey.generate(name="flooder", is_admin=True)[1])
+    modest = bearer(APIClient(), ApiKey.generate(name="modest", is_admin=True)[1])
+    url = f"/api/v1/leaderboards/{board.slug}/scores"
+
+    def post(client: APIClient, tag: str, count: int) -> int:
+        events = [{"user_id": f"{tag}{n}", "points": 1, "event_id": f"{tag}-{n}"} for n in range(count)]
+        return client.post(url, {"events": events}, format="json").status_code
+
+    # A backlog, then a bound that puts it past half: fair share is on, nobody is shed.
+    assert [post(modest, f"warm{n}-", 1000) for n in range(20)] == [202] * 20
+    eventually(
+        lambda: _assert_equal(backlog_monitor.backlog() is not None and backlog_monitor.backlog().events > 0, True)
+    )
+    time.sleep(0.5)  # a fresh reading
+    settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS = 2 * backlog_monitor.backlog().events - 1
+    time.sleep(1 - time.time() % 1 + 0.05)  # the start of a second
+    assert [post(flooder, f"f{n}-", 100) for n in range(8)] == [202] * 8
+    assert post(modest, "m-", 10) == 202
+    time.sleep(1 - time.time() % 1 + 0.05)  # the next second judges the last one
+    print(
+        "DBG",
+        backlog_monitor.backlog(),
+        settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS,
+        redis_client().hgetall(f"{settings.LEADERBOARD_REDIS_PREFIX}:fair-share:{int(time.time()) - 1}"),
+    )
+    assert post(flooder, "late-f-", 100) == 429
+    assert post(modest, "late-m-", 10) == 202
