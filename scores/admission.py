@@ -5,9 +5,10 @@ so under a sustained overload the queues (and freshness) would grow without boun
 backlog in events is two Redis counters: events published (the web tier adds each
 confirmed message's events) less events applied (the ingest workers add each committed
 transaction's). Each web process runs one monitor thread that reads them, with the
-ingest queues' depths, every ``LEADERBOARD_ADMISSION_CHECK_SECONDS``; when every queue is
-empty the counters are set level again, so a redelivery counted twice or a dead-lettered
-message never counted does not drift the figure for long. Past
+ingest queues' depths, every ``LEADERBOARD_ADMISSION_CHECK_SECONDS``; once the pipeline
+is idle (no ready message and nothing applied for a second) the counters are set level
+again, so a dead-lettered message never applied does not drift the figure for long, and a
+redelivery applied twice is levelled at once. Past
 ``LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS`` a score
 request answers 503 with ``Retry-After`` before anything is published: a 503 promises
 nothing and enqueues nothing, so a client that resends with event ids loses nothing.
@@ -60,12 +61,23 @@ def backlog_count(*, published: int = 0, applied: int = 0) -> None:
         logger.warning("backlog counter not updated: %s", exc)
 
 
-# KEYS: published, applied. ARGV: "level" to set published to applied (queues empty).
+# KEYS: published, applied. ARGV: "level" to set published to applied (the pipeline is
+# idle). A published count below the applied one (a redelivery applied twice) is levelled
+# at once. Returns {backlog, applied}.
 _READ_COUNTERS = """
 local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ARGV[1] == 'level' then redis.call('SET', KEYS[1], applied) end
-return tonumber(redis.call('GET', KEYS[1]) or '0') - applied
+local published = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[1] == 'level' or published < applied then
+  redis.call('SET', KEYS[1], applied)
+  published = applied
+end
+return {published - applied, applied}
 """
+
+# Readings in a row with no ready message and no event applied: then nothing is in
+# flight either, and whatever the counters still say (a dead-lettered message never
+# applied) is drift.
+_IDLE_READINGS = 4
 
 
 class BacklogMonitor:
@@ -98,6 +110,7 @@ class BacklogMonitor:
         }
         queues = [queue for queue in settings.CELERY_TASK_QUEUES if queue.name in names]
         connection = None
+        idle, last_applied = 0, None
         while True:
             try:
                 if connection is None:
@@ -107,8 +120,11 @@ class BacklogMonitor:
                 # published to yet exists, empty, instead of failing the reading.
                 messages = sum(queue.bind(channel).queue_declare().message_count for queue in queues)
                 counters = [_counter_key("published"), _counter_key("applied")]
-                events = run_script(redis_client(), _READ_COUNTERS, counters, ["level" if messages == 0 else ""])
-                self.latest = Backlog(messages, max(0, int(events)), time.monotonic())
+                level = "level" if idle >= _IDLE_READINGS else ""
+                events, applied = run_script(redis_client(), _READ_COUNTERS, counters, [level])
+                idle = idle + 1 if messages == 0 and applied == last_applied else 0
+                last_applied = applied
+                self.latest = Backlog(messages, int(events), time.monotonic())
             except Exception as exc:  # noqa: BLE001 - the broker or a queue is away: no reading, admit
                 logger.debug("backlog not read: %s", exc)
                 if connection is not None:
