@@ -138,7 +138,7 @@ def _overload(backlog_ax: Any, fresh_ax: Any, run: dict[str, Any]) -> None:
     backlog_ax.axhline(run["bound_events"], color="red", linewidth=1, label="admission bound")
     backlog_ax.axhline(run["bound_events"] / 2, color="orange", linewidth=0.8, linestyle="--", label="fair share from")
     backlog_ax.set_ylabel("events waiting")
-    backlog_ax.set_title(f"Backlog under overload (x {run['max_sustained_events_per_s']:.0f} events/s max sustained)")
+    backlog_ax.set_title(f"Backlog under overload (of {run['max_sustained_events_per_s']:.0f} events/s max sustained)")
     backlog_ax.legend(fontsize=7, loc="upper right")
 
     seen = [p for p in run["probes"] if p["freshness_ms"] is not None]
@@ -147,5 +147,5 @@ def _overload(backlog_ax: Any, fresh_ax: Any, run: dict[str, Any]) -> None:
     fresh_ax.axhline(5000, color="darkred", linewidth=0.8, linestyle="--", label="5 s (target at 3x)")
     fresh_ax.set_yscale("log")
     fresh_ax.set_ylabel("ms from the probe's 202 to visible in GET /top (log)")
-    fresh_ax.set_title("Freshness through the overload and after (a probe each 0.5 s, by the time of its 202)")
+    fresh_ax.set_title("Freshness through the overload and after (a probe each 0.5 s)")
     fresh_ax.legend(fontsize=7)
