@@ -441,6 +441,16 @@ def _overload_figures(run: dict[str, Any]) -> list[Figure]:
                     note=note,
                 )
             )
+        for who, k in phase["by_key"].items():
+            figs.append(
+                Figure(
+                    f"{key}_429_{who}",
+                    f"OVERLOAD {name} {who} key ({k['share_of_offer']:.0%} of offer) share answered 429",
+                    None if k["share_429"] is None else 100.0 * k["share_429"],
+                    "%",
+                    note=f"{k['requests']} requests; {k['accepted_events']:,} of {k['offered_events']:,} events in",
+                )
+            )
         figs.append(
             Figure(
                 f"{key}_failures",
