@@ -50,15 +50,15 @@ REQUIRED_FIGURES = (
     "ingest_cost_ratio",
     "ingest_apply_merge_tree_ms",
     "ingest_apply_sorted_set_ms",
-    # The overload run (issue 12): each is positive in any run (a refused share may be 0, so
-    # the 503/429 shares and the failure count are reported, not required).
+    # The overload run (issue 12): each is positive in any run. Not required: the 503/429
+    # shares and the failure count (0 when nothing was refused) and the backlog max (0 when
+    # the workers kept up: the monitor levels the counters whenever no message is ready).
     "overload_2x_offered",
     "overload_2x_accepted",
     "overload_2x_freshness_p99",
     "overload_3x_offered",
     "overload_3x_accepted",
     "overload_3x_share_202",
-    "overload_3x_backlog_max",
     "overload_3x_freshness_p99",
     "overload_recovery_s",
     "overload_exactly_once",
