@@ -67,6 +67,11 @@ class BenchConfig:
     naive_concurrency: int = 2
     seed: int = 7
     strategies: tuple[str, ...] = field(default=("merge_tree", "sorted_set"))
+    # The overload run (bench/overload.py): each multiple of the max sustained rate is
+    # offered this long, then freshness is probed until it recovers or this many seconds pass.
+    overload_seconds: float = 60.0
+    overload_multiples: tuple[float, ...] = (2.0, 3.0)
+    overload_recovery_max_s: float = 30.0
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,6 +93,7 @@ def make_config(*, quick: bool, out: Path, **overrides: Any) -> BenchConfig:
             "freshness_probes": 10,
             "quiet_seconds": 0.3,
             "probe_requests": 32,
+            "overload_seconds": 5.0,
         }
     else:
         base = {

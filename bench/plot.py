@@ -17,7 +17,7 @@ def _by_concurrency(runs: dict[str, Any], pick: str) -> tuple[list[int], list[fl
 
 
 def plot(path: Path, raw: dict[str, Any], title: str) -> None:
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    fig, axes = plt.subplots(3, 2, figsize=(13, 14))
     base = raw["baselines"]
     strategies = raw["strategies"]
 
@@ -114,7 +114,38 @@ def plot(path: Path, raw: dict[str, Any], title: str) -> None:
     ax.set_title(f"Freshness at half the max sustained rate (target p99 <= {FRESHNESS_P99_MAX_MS} ms)")
     ax.legend(fontsize=7)
 
+    _overload(axes[2][0], axes[2][1], raw["overload"])
+
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _overload(backlog_ax: Any, fresh_ax: Any, run: dict[str, Any]) -> None:
+    """The overload run: the backlog admission control sees against its bound, and each probe's freshness."""
+    for ax in (backlog_ax, fresh_ax):
+        for name, (start, end) in run["phase_windows"].items():
+            ax.axvspan(start, end, alpha=0.05 * run["phases"][name]["multiple"], color="tab:red")
+            ax.annotate(f"{name} offered", (start, 1.0), xycoords=("data", "axes fraction"), fontsize=7, va="top")
+        ax.set_xlabel("seconds from the start of the overload run")
+    samples = run["backlog"]
+    ts = [s["t"] for s in samples]
+    backlog_ax.plot(ts, [s["events"] for s in samples], "-", label="events published - applied (Redis counters)")
+    backlog_ax.plot(
+        ts, [s["ingest_messages"] * run["batch_size"] for s in samples], ":", label="ingest messages ready x batch size"
+    )
+    backlog_ax.axhline(run["bound_events"], color="red", linewidth=1, label="admission bound")
+    backlog_ax.axhline(run["bound_events"] / 2, color="orange", linewidth=0.8, linestyle="--", label="fair share from")
+    backlog_ax.set_ylabel("events waiting")
+    backlog_ax.set_title(f"Backlog under overload (of {run['max_sustained_events_per_s']:.0f} events/s max sustained)")
+    backlog_ax.legend(fontsize=7, loc="upper right")
+
+    seen = [p for p in run["probes"] if p["freshness_ms"] is not None]
+    fresh_ax.plot([p["accepted_s"] for p in seen], [p["freshness_ms"] for p in seen], "o", markersize=3)
+    fresh_ax.axhline(FRESHNESS_P99_MAX_MS, color="red", linewidth=0.8, linestyle=":", label="250 ms (recovered)")
+    fresh_ax.axhline(5000, color="darkred", linewidth=0.8, linestyle="--", label="5 s (target at 3x)")
+    fresh_ax.set_yscale("log")
+    fresh_ax.set_ylabel("ms from the probe's 202 to visible in GET /top (log)")
+    fresh_ax.set_title("Freshness through the overload and after (a probe each 0.5 s)")
+    fresh_ax.legend(fontsize=7)

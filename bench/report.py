@@ -50,6 +50,18 @@ REQUIRED_FIGURES = (
     "ingest_cost_ratio",
     "ingest_apply_merge_tree_ms",
     "ingest_apply_sorted_set_ms",
+    # The overload run (issue 12): each is positive in any run. Not required: the 503/429
+    # shares and the failure count (0 when nothing was refused) and the backlog max (0 when
+    # the workers kept up: the monitor levels the counters whenever no message is ready).
+    "overload_2x_offered",
+    "overload_2x_accepted",
+    "overload_2x_freshness_p99",
+    "overload_3x_offered",
+    "overload_3x_accepted",
+    "overload_3x_share_202",
+    "overload_3x_freshness_p99",
+    "overload_recovery_s",
+    "overload_exactly_once",
 )
 
 
@@ -338,6 +350,7 @@ def build_figures(cfg: dict[str, Any], raw: dict[str, Any]) -> list[Figure]:
         )
     )
     figs += _messages_figures(raw["messages_per_request"])
+    figs += _overload_figures(raw["overload"])
     figs += _pipeline_figures(raw)
     figs += _task_figures(strategies)
     steps = raw["seeding_steps"][str(sizes[-1])]
@@ -377,6 +390,141 @@ def _messages_figures(probes: dict[str, Any]) -> list[Figure]:
                     MESSAGES_PER_REQUEST_MAX,
                 )
             )
+    return figs
+
+
+# Issue 12's targets for the overload run.
+OVERLOAD_ACCEPTED_MIN = 0.9  # x the max sustained rate, at 3x
+OVERLOAD_FRESHNESS_P99_MAX_MS = 5000
+OVERLOAD_RECOVERY_MAX_S = 10
+
+
+def _overload_figures(run: dict[str, Any]) -> list[Figure]:
+    """Per phase: offered and accepted events/s, answers' shares, backlog, freshness; then recovery and totals."""
+    figs = []
+    best = run["max_sustained_events_per_s"]
+    bound = run["bound_events"]
+    last = list(run["phases"])[-1]
+    for name, phase in run["phases"].items():
+        key = f"overload_{name}"
+        keys = "; ".join(
+            f"{who} ({k['share_of_offer']:.0%} of offer): "
+            + ", ".join(f"{status} x{count}" for status, count in k["statuses"].items())
+            for who, k in phase["by_key"].items()
+        )
+        figs.append(
+            Figure(
+                f"{key}_offered",
+                f"OVERLOAD {name} offered (open loop, not resent)",
+                phase["offered_events_per_s"],
+                "events/s",
+                "max sustained",
+                best,
+                _ratio(phase["offered_events_per_s"], best),
+            )
+        )
+        accepted = Figure(
+            f"{key}_accepted", f"OVERLOAD {name} accepted (202)", phase["accepted_events_per_s"], "events/s"
+        )
+        accepted.baseline_label, accepted.baseline = "max sustained", best
+        figs.append(_at_least(accepted, OVERLOAD_ACCEPTED_MIN) if name == last else accepted)
+        if accepted.ratio is None:
+            accepted.ratio = _ratio(accepted.value, best)
+        for status in ("202", "503", "429"):
+            note = keys if status == "429" else f"{phase['requests']} requests"
+            figs.append(
+                Figure(
+                    f"{key}_share_{status}",
+                    f"OVERLOAD {name} share answered {status}",
+                    100.0 * phase["shares"][status],
+                    "%",
+                    note=note,
+                )
+            )
+        for who, k in phase["by_key"].items():
+            figs.append(
+                Figure(
+                    f"{key}_429_{who}",
+                    f"OVERLOAD {name} {who} key ({k['share_of_offer']:.0%} of offer) share answered 429",
+                    None if k["share_429"] is None else 100.0 * k["share_429"],
+                    "%",
+                    note=f"{k['requests']} requests; {k['accepted_events']:,} of {k['offered_events']:,} events in",
+                )
+            )
+        figs.append(
+            Figure(
+                f"{key}_failures",
+                f"OVERLOAD {name} 5xx other than 503, or no answer",
+                phase["failures"],
+                "requests",
+                target="= 0",
+                met=phase["failures"] == 0,
+                note=f"statuses {phase['statuses']}",
+            )
+        )
+        # The monitor reads the backlog every check interval: what is admitted in one
+        # interval lands on top of the bound before the next reading refuses it.
+        allowance = run["check_seconds"] * phase["offered_events_per_s"]
+        backlog = phase["backlog_max_events"]
+        figs.append(
+            Figure(
+                f"{key}_backlog_max",
+                f"OVERLOAD {name} backlog max (published - applied)",
+                backlog,
+                "events",
+                target=f"<= {bound:,} + {allowance:,.0f}",
+                met=None if backlog is None else backlog <= bound + allowance,
+                note=f"bound {bound:,} + one {run['check_seconds']:g} s monitor interval of offered events; "
+                f"sampled every 0.5 s; ingest messages max {phase['ingest_messages_max']}",
+            )
+        )
+        fresh = phase["freshness_ms"]
+        missed = f", {phase['probes_missed']} of {phase['probes']} probes never seen" if phase["probes_missed"] else ""
+        figs.append(
+            _at_most(
+                Figure(
+                    f"{key}_freshness_p99",
+                    f"OVERLOAD {name} freshness p99 (from the probe's 202)",
+                    fresh["p99"],
+                    "ms",
+                    note=f"p50 {fresh['p50']:.0f} ms, n={fresh['n']}{missed}; probes waited for a 202 "
+                    f"p99 {phase['probe_admit_wait_ms']['p99']:.0f} ms",
+                ),
+                OVERLOAD_FRESHNESS_P99_MAX_MS,
+            )
+        )
+    recovery = run["recovery"]
+    recovered = recovery["recovered_s"]
+    figs.append(
+        Figure(
+            "overload_recovery_s",
+            "OVERLOAD recovery: freshness p99 back under 250 ms after",
+            recovery["probed_s"] if recovered is None else recovered,
+            "s",
+            target=f"<= {OVERLOAD_RECOVERY_MAX_S} s",
+            met=recovered is not None and recovered <= OVERLOAD_RECOVERY_MAX_S,
+            note=(
+                f"NOT RECOVERED within {recovery['probed_s']:.1f} s of probing"
+                if recovered is None
+                else f"{recovery['window_probes']} consecutive probes 0.5 s apart under {recovery['target_ms']:g} ms"
+            ),
+        )
+    )
+    eo = run["exactly_once"]
+    exact = eo["applied_points"] == eo["accepted_points"] and eo["applied_events"] == eo["accepted_events"]
+    unknown = f"; {eo['unknown_points']} points got no answer" if eo["unknown_points"] else ""
+    figs.append(
+        Figure(
+            "overload_exactly_once",
+            "OVERLOAD exactly once: board total / accepted points",
+            _ratio(eo["applied_points"], eo["accepted_points"]),
+            "x",
+            target="= 1 (nothing lost or doubled)",
+            met=exact,
+            note=f"{eo['applied_points']:,} of {eo['accepted_points']:,} points, {eo['applied_events']:,} of "
+            f"{eo['accepted_events']:,} event ids{'' if eo['drained'] else ' (DRAIN TIMED OUT)'}{unknown}",
+        )
+    )
     return figs
 
 

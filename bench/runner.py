@@ -12,6 +12,7 @@ from bench.boards import board_make, board_seed, statistics_refresh, write_key
 from bench.config import BenchConfig, bench_env
 from bench.merge_log import log_offset, task_costs
 from bench.messages_probe import messages_per_request
+from bench.overload import overload_phase
 from bench.stack import Stack
 from bench.workload import uniform, zipf
 
@@ -93,6 +94,7 @@ def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
             )
             raw["many_boards"] = _many_boards_phase(ctx, say, conc)
             raw.update(_default_only_phases(ctx, sized, say))
+            raw["overload"] = _overload_phase(ctx, say, raw["strategies"][strategy]["e2e"])
     return raw
 
 
@@ -120,6 +122,13 @@ def _many_boards_phase(ctx: service.Ctx, say: Progress, concurrency: int) -> dic
     out["freshness"] = service.freshness(ctx, boards[0], rate / 2, spread=boards)
     say(f"many boards freshness at {rate / 2:.0f} events/s: {_fmt_summary(out['freshness']['ms'])}")
     return out
+
+
+def _overload_phase(ctx: service.Ctx, say: Progress, e2e: dict[str, Any]) -> dict[str, Any]:
+    """2x and 3x the best uniform end-to-end rate of this run (issue 12), on idle workers."""
+    best = max(r["events_per_s"] for k, r in e2e.items() if k.startswith("uniform/"))
+    say(f"overload: offering {' then '.join(f'{m:g}x' for m in ctx.cfg.overload_multiples)} of {best:.0f} events/s")
+    return overload_phase(ctx, best, say)
 
 
 def _strategy_phases(ctx: service.Ctx, strategy: str, say: Progress, top_board: Any) -> dict[str, Any]:

@@ -23,6 +23,13 @@ TARGETED_FIGURES = (
     "top_read_rps",
     "ingest_cost_ratio",
     "root_runs_per_board_per_s",
+    # Issue 12's overload targets.
+    "overload_3x_accepted",
+    "overload_3x_failures",
+    "overload_3x_backlog_max",
+    "overload_3x_freshness_p99",
+    "overload_recovery_s",
+    "overload_exactly_once",
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +73,8 @@ def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     assert document["machine"]["cores"] >= 1
     assert document["raw"]["baselines"]["raw_upsert"]["events_per_s"] > 0
 
+    _assert_overload_exactly_once(document["raw"]["overload"], figures["overload_exactly_once"])
+
     png = (tmp_path / "latest.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     _assert_probe_queues_gone(document["raw"]["messages_per_request"])
@@ -85,3 +94,16 @@ def _assert_probe_queues_gone(probes: dict) -> None:
                 name = ingest_queue_name(f"{PROBE_PREFIX}-p{partitions}-{mode}", 0)
                 with pytest.raises(NotFound):
                     conn.channel().queue_declare(queue=name, passive=True)
+
+
+def _assert_overload_exactly_once(overload: dict, figure: dict) -> None:
+    """Under overload every accepted event (the ledger's) is applied once, and nothing refused is applied."""
+    ledger = [json.loads(line) for line in Path(overload["ledger"]).read_text().splitlines()]
+    totals = overload["exactly_once"]
+    probes = sum(probe["accepted_s"] is not None for probe in overload["probes"])
+    assert len(ledger) == totals["accepted_requests"] > 0
+    assert sum(entry["events"] for entry in ledger) + probes == totals["accepted_events"]
+    assert totals["drained"] and totals["unknown_points"] == 0, totals
+    assert totals["applied_points"] == totals["accepted_points"], totals
+    assert totals["applied_events"] == totals["accepted_events"], totals
+    assert figure["met"] is True
