@@ -9,7 +9,7 @@ On plain PostgreSQL neither is called (``citus_installed`` is false).
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.backends.utils import CursorWrapper
 
 from leaderboard_project.citus import COLOCATED_WITH, DISTRIBUTED, REFERENCE
@@ -210,8 +210,15 @@ def citus_distribute() -> list[str]:
     return done
 
 
-def citus_ingest_begin() -> None:
-    """Call first inside an ingest transaction on Citus; a no-op on plain PostgreSQL.
+def citus_sequential_modify(using: str = "default") -> None:
+    """Inside a transaction: on Citus, one connection per worker for its multi-shard writes.
 
-    See the README's Citus section on lock order across shards.
+    Deleting a board deletes its rows on every shard (in parallel, many connections per
+    node), then the board itself, a reference-table row with foreign keys from those
+    shards, which Citus refuses to write after a parallel access in the same transaction.
+    With one connection per node both writes can share it. A no-op on plain PostgreSQL.
     """
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'")
+        if cursor.fetchone() is not None:
+            cursor.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
