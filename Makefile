@@ -57,3 +57,37 @@ run: export LEADERBOARD_METRICS_PUBLIC ?= true
 # Flower, Celery's monitor, on http://127.0.0.1:5555 beside `make run`.
 flower: venv
 	$(BIN)/celery -A leaderboard_project flower --address=127.0.0.1 --port=5555
+
+# --- Citus (see README "Citus"): a coordinator on 5433 and workers on 5434, 5435 ---------
+CITUS_PORT ?= 5433
+CITUS_TEST_DB ?= $(or $(LEADERBOARD_TEST_DB_NAME),test_leaderboard)
+# Fewer shards for the tests: each test's flush truncates every shard.
+CITUS_TEST_SHARDS ?= 8
+# The rebalancing test goes last: it adds a third worker (5436) and removes it again.
+CITUS_TESTS ?= tests/test_citus_schema.py tests/test_citus_cluster.py tests/test_ranking_semantics.py \
+	tests/test_delivery.py tests/test_cache_recovery.py tests/test_end_to_end.py tests/test_citus_pipeline.py \
+	tests/test_citus_rebalance.py
+
+.PHONY: citus run-citus test-citus
+
+citus:
+	./bin/ensure-citus
+
+run-citus: export LEADERBOARD_DB_PORT = $(CITUS_PORT)
+run-citus: venv services citus
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py distribute_tables
+	$(BIN)/python manage.py install_schedules
+	$(BIN)/honcho start -f Procfile
+
+# The test database is made fresh on every node, migrated and distributed before pytest,
+# which --reuse-db then keeps as it is (its own CREATE DATABASE would reach the coordinator only).
+test-citus: export LEADERBOARD_DB_PORT = $(CITUS_PORT)
+test-citus: export LEADERBOARD_CITUS_SHARD_COUNT = $(CITUS_TEST_SHARDS)
+test-citus: export DJANGO_SETTINGS_MODULE = tests.settings
+test-citus: venv services
+	./bin/ensure-citus --fresh $(CITUS_TEST_DB)
+	LEADERBOARD_DB_NAME=$(CITUS_TEST_DB) $(BIN)/python manage.py migrate --noinput -v 0
+	LEADERBOARD_DB_NAME=$(CITUS_TEST_DB) $(BIN)/python manage.py distribute_tables
+	$(BIN)/pytest -q -ra --durations=10 --reuse-db -m "not faults" $(CITUS_TESTS) \
+		--deselect tests/test_citus_schema.py::test_it_leaves_plain_postgres_alone_when_distributing

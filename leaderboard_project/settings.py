@@ -302,3 +302,12 @@ LOGGING = {
     # One line per HTTP call of the simulator or tests is noise, not news.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# --- Citus ------------------------------------------------------------------------------
+# Shards per distributed table, fixed when `manage.py distribute_tables` first runs
+# (changing it later rewrites the tables with alter_distributed_table). A shard is the
+# unit a rebalance moves, so the count caps how many workers can share the tables: 32
+# (Citus's own default) lets the cluster grow to 32 workers, and today's 2 workers hold 16
+# each, more than their cores, so multi-shard reads run in parallel on every core. More
+# shards would make each multi-shard query (a top-N repair, a board delete) open more tasks.
+LEADERBOARD_CITUS_SHARD_COUNT = env_int("LEADERBOARD_CITUS_SHARD_COUNT", 32)

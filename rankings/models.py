@@ -3,9 +3,11 @@
 from typing import Any
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+
+from scores.citus import citus_sequential_modify
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -30,6 +32,14 @@ id_validator = RegexValidator(r"^[A-Za-z0-9_.:-]{1,64}\Z", "Use 1-64 of A-Z, a-z
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,63}\Z", "Use 1-64 of a-z, 0-9, '_' and '-'.")
 
 
+class LeaderboardQuerySet(models.QuerySet):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        # The admin's bulk delete: see Leaderboard.delete.
+        with transaction.atomic(using=self.db):
+            citus_sequential_modify(self.db)
+            return super().delete()
+
+
 class Leaderboard(models.Model):
     slug = models.CharField(max_length=64, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
@@ -43,11 +53,21 @@ class Leaderboard(models.Model):
     # maintenance task removes its rows in chunks and its Redis keys (tasks.cleanup).
     deleting = models.BooleanField(default=False, db_default=False, editable=False)
 
+    objects = LeaderboardQuerySet.as_manager()
+
     class Meta:
         ordering = ["slug"]
 
     def __str__(self) -> str:
         return self.slug
+
+    def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
+        # Scores, event ids and top-N rows go first (on every shard), then the board (a
+        # reference table): on Citus that needs sequential mode for the whole transaction.
+        using = using or "default"
+        with transaction.atomic(using=using):
+            citus_sequential_modify(using)
+            return super().delete(using=using, keep_parents=keep_parents)
 
     def current_period(self) -> str:
         return ALL_TIME

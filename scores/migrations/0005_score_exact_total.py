@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     # Depends on 0003 only: another branch adds a 0004 (Citus); the merge adds a merge migration.
     dependencies = [
-        ("scores", "0003_score_reached_by"),
+        ("scores", "0004_citus_plain_sequences"),
     ]
 
     operations = [

@@ -1,30 +1,28 @@
 """Distribute the tables on Citus; on plain PostgreSQL it says so and changes nothing."""
 
-from django.core.management.base import BaseCommand
-from django.db import connection
+from django.core.management.base import BaseCommand, CommandError
 
-from leaderboard_project.citus import COLOCATED_WITH, DISTRIBUTED, REFERENCE
+from scores.citus import citus_distribute, citus_installed, citus_problems
 
 
 class Command(BaseCommand):
-    help = "Make the reference and distributed tables when the citus extension is installed."
+    help = (
+        "Make the reference and distributed tables when the citus extension is installed, then check "
+        "Citus's catalog (partition method, column, colocation, shard placements on every worker) and "
+        "exit non-zero naming whatever is wrong. Safe to re-run."
+    )
 
     def handle(self, *args: object, **options: object) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'")
-            if cursor.fetchone() is None:
-                self.stdout.write("citus is not installed here: tables stay plain PostgreSQL tables")
-                return
-            cursor.execute("SELECT logicalrelid::text FROM pg_dist_partition")
-            done = {row[0] for row in cursor.fetchall()}
-            for table in REFERENCE:
-                if table not in done:
-                    cursor.execute("SELECT create_reference_table(%s)", [table])
-                    self.stdout.write(f"reference table {table}")
-            for table, column in DISTRIBUTED.items():
-                if table not in done:
-                    colocate = COLOCATED_WITH.get(table, "default")
-                    cursor.execute(
-                        "SELECT create_distributed_table(%s, %s, colocate_with => %s)", [table, column, colocate]
-                    )
-                    self.stdout.write(f"distributed table {table} by {column}")
+        if not citus_installed():
+            self.stdout.write("citus is not installed here: tables stay plain PostgreSQL tables")
+            return
+        try:
+            done = citus_distribute()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        for line in done:
+            self.stdout.write(line)
+        problems = citus_problems()
+        if problems:
+            raise CommandError("the tables are not distributed as listed:\n  " + "\n  ".join(problems))
+        self.stdout.write(self.style.SUCCESS("the tables are distributed as listed (checked in pg_dist_*)"))

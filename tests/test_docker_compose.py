@@ -1,0 +1,71 @@
+"""docker/compose.yml keeps its production-safe defaults and its distribution step.
+
+No Docker engine runs here, so the file is checked as data: parsed YAML, and the
+invariants a reviewer would look for (see docker/README.md, "What was checked").
+"""
+
+import re
+from pathlib import Path
+
+import yaml
+
+COMPOSE = Path(__file__).resolve().parent.parent / "docker" / "compose.yml"
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in (compose()["services"][service].get("environment") or {}).items()}
+
+
+def test_it_requires_every_secret_and_has_no_default_one():
+    text = COMPOSE.read_text()
+    required = set(REQUIRED.findall(text))
+    assert {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "RABBITMQ_USER", "RABBITMQ_PASSWORD"} <= required
+    for name in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"):
+        assert f"${{{name}:-" not in text, f"{name} has a default value"
+    assert "change-me" not in text
+
+
+def test_it_uses_no_guest_account_and_no_trust_authentication():
+    text = COMPOSE.read_text()
+    assert "guest" not in text
+    assert "trust" not in re.sub(r"#.*", "", text)
+    for node in ("coordinator", "worker1", "worker2"):
+        node_env = env(node)
+        assert node_env["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+        assert node_env["PGPASSWORD"] == node_env["POSTGRES_PASSWORD"], "the nodes cannot reach each other"
+    assert env("rabbitmq")["RABBITMQ_DEFAULT_USER"].startswith("${RABBITMQ_USER:?")
+    assert "${RABBITMQ_USER:?" in env("web")["LEADERBOARD_BROKER_URL"]
+
+
+def test_it_runs_in_production_mode_by_default():
+    for service in ("migrate", "web", "ingest", "rank", "beat"):
+        assert env(service)["LEADERBOARD_PRODUCTION"] == "${LEADERBOARD_PRODUCTION:-true}", service
+        assert env(service)["LEADERBOARD_DB_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+
+
+def test_it_publishes_web_and_admin_on_this_host_only_by_default():
+    services = compose()["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith(("127.0.0.1:", "${LEADERBOARD_WEB_BIND:-127.0.0.1}:")), (name, port)
+    assert "X-Forwarded-Proto" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_it_distributes_after_migrating_and_stops_on_the_first_failure():
+    services = compose()["services"]
+    shell, flags, script = services["migrate"]["command"]
+    assert shell == "sh" and "e" in flags.lstrip("-"), "a failing step must fail the job"
+    steps = [line.strip() for line in script.splitlines() if line.strip()]
+    assert steps == [
+        "python manage.py migrate --noinput",
+        "python manage.py distribute_tables",
+        "python manage.py install_schedules",
+    ]
+    for name in ("web", "ingest", "rank", "beat"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert services["migrate"]["depends_on"]["citus-init"] == {"condition": "service_completed_successfully"}
