@@ -3,7 +3,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from rankings.api import LeaderboardDetailView, LeaderboardListView, LeaderboardTopView, LeaderboardUserView
+from rankings.api import (
+    LeaderboardDetailView,
+    LeaderboardListView,
+    LeaderboardRanksView,
+    LeaderboardTopView,
+    LeaderboardUsersView,
+    LeaderboardUserView,
+)
 from scores.api import ScoreSubmitView
 
 api_v1 = [
@@ -12,6 +19,8 @@ api_v1 = [
     path("leaderboards/<str:slug>/scores", ScoreSubmitView.as_view(), name="score-submit"),
     path("leaderboards/<str:slug>/top", LeaderboardTopView.as_view(), name="leaderboard-top"),
     path("leaderboards/<str:slug>/users/<str:user_id>", LeaderboardUserView.as_view(), name="leaderboard-user"),
+    path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
+    path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
 ]
 
 urlpatterns = [
