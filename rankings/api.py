@@ -2,12 +2,14 @@
 
 import hashlib
 from dataclasses import asdict
+from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseNotModified
 from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,6 +38,17 @@ from rankings.serializers import (
 )
 from rankings.services import leaderboard_create
 from scores.auth import ApiKeyRateThrottle, HasAdminKey
+
+
+class JsonOnly(BaseContentNegotiation):
+    """The read views answer JSON whatever the Accept header says (every answer under
+    /api/ is JSON): parsing Accept cost the hot read more than its Redis round trip."""
+
+    def select_parser(self, request: Request, parsers: list) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
 
 
 def board_or_404(slug: str) -> Leaderboard:
@@ -89,12 +102,26 @@ def _top_etag(board: Leaderboard, top: TopJson, limit: int) -> str:
     return f'"{board.id}.h{hashlib.blake2b(b",".join(top.entries), digest_size=8).hexdigest()}.{limit}"'
 
 
+def _top_limit(request: Request, board: Leaderboard) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return min(10, board.top_n)
+    # A plain valid number skips the serializer, whose set-up cost more than the Redis read;
+    # anything else gets its validation and error messages.
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= board.top_n:
+        return int(raw)
+    query = TopQuerySerializer(data=request.query_params, context={"leaderboard": board})
+    query.is_valid(raise_exception=True)
+    return query.validated_data.get("limit", min(10, board.top_n))
+
+
 class LeaderboardTopView(APIView):
     """The hot read: the entries come from Redis already rendered and go out as they came,
     without DRF's renderer (which cost more than the Redis read). Errors still go through
     DRF's exception handling, so a 400 or 404 is the usual JSON."""
 
     authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
 
     @extend_schema(
         parameters=[
@@ -110,11 +137,7 @@ class LeaderboardTopView(APIView):
     )
     def get(self, request: Request, slug: str) -> HttpResponse:
         board = board_or_404(slug)
-        limit = min(10, board.top_n)
-        if request.query_params:
-            query = TopQuerySerializer(data=request.query_params, context={"leaderboard": board})
-            query.is_valid(raise_exception=True)
-            limit = query.validated_data.get("limit", limit)
+        limit = _top_limit(request, board)
         strategy = settings.LEADERBOARD_RANKING_STRATEGY
         top = leaderboard_top_json(leaderboard=board, period=board.current_period(), limit=limit, strategy=strategy)
         # no-cache: a client may keep the answer but must revalidate it, which is a 304 here.
@@ -131,6 +154,7 @@ class LeaderboardTopView(APIView):
 
 class LeaderboardUserView(APIView):
     authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
 
     @extend_schema(
         parameters=[OpenApiParameter("around", int, description="0-50 neighbours on each side; default 0")],
@@ -151,6 +175,7 @@ class LeaderboardRanksView(APIView):
     """Any exact rank range, at any depth (the rank index answers in O(log n + count))."""
 
     authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
 
     @extend_schema(
         parameters=[RankRangeQuerySerializer],
@@ -171,6 +196,7 @@ class LeaderboardUsersView(APIView):
     score are left out."""
 
     authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
 
     @extend_schema(
         parameters=[UserIdsQuerySerializer],
