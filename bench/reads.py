@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,26 @@ def _prepare(slug: str) -> int:
         index_rebuild(leaderboard=board, period=period)
     topn_rebuild(leaderboard=board, period=period)
     return Score.objects.filter(leaderboard=board, period=period).count()
+
+
+@contextmanager
+def _index_not_ready(slug: str) -> Iterator[None]:
+    """The rank index without its ready flag, as after a Redis loss, so reads use the
+    database; a repair counts as already asked for, so nothing rebuilds it meanwhile."""
+    from rankings import cache, redis_keys
+    from rankings.models import Leaderboard
+
+    board = Leaderboard.objects.get(slug=slug)
+    period = board.current_period()
+    client = cache.redis_client()
+    client.set(redis_keys.repair_asked_key(board.id, period), "1", ex=3600)
+    client.delete(redis_keys.ready_key(board.id, period))
+    try:
+        yield
+    finally:
+        # Nothing wrote to the board meanwhile: the index is still complete.
+        cache.index_mark_ready(client, board.id, period)
+        client.delete(redis_keys.repair_asked_key(board.id, period))
 
 
 def _start_web(strategy: str, port: int, workers: int, threads: int) -> subprocess.Popen:
@@ -107,6 +129,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=500_000)
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--web-threads", type=int, default=8)
+    parser.add_argument("--fallback", action="store_true", help="also time the database fallbacks (index not ready)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
 
@@ -144,6 +167,13 @@ def main() -> None:
             row["user_rank_c1"] = _load(one_user, 1, args.seconds)
             figures["rounds"].append(row)
             print(f"round {n + 1}: {json.dumps(row, indent=1)}", flush=True)
+        if args.fallback:
+            with _index_not_ready(args.board):
+                figures["fallback"] = {
+                    "ranks_depth_c1": _load(ranks, 1, args.seconds),
+                    "friends_100_c1": _load(friends, 1, args.seconds),
+                }
+            print(f"database fallback: {json.dumps(figures['fallback'])}", flush=True)
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=30)
