@@ -5,7 +5,8 @@ import pytest
 from django_redis import get_redis_connection
 
 from leaderboard_project.celery import app as celery_app
-from rankings import redis_keys
+from rankings import cache, redis_keys
+from tasks.messages import Row
 from tests.conftest import Workers
 
 
@@ -100,3 +101,19 @@ def test_it_publishes_the_read_endpoints_in_the_schema(api):
     schema_ref = user["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     components = api.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]
     assert "top_percent" in components[schema_ref.rsplit("/", 1)[1]]["properties"]
+
+
+def test_it_replaces_a_top_n_copy_left_in_the_older_format_whatever_its_version(make_board):
+    board = make_board()
+    period = board.current_period()
+    client = get_redis_connection("default")
+    key = redis_keys.top_key(board.id, period)
+    client.hset(key, mapping={"v": 99, "data": '{"as_of": null, "entries": []}'})
+    # The older copy reads as cold (its version is under another name) ...
+    assert cache.top_read(client, board.id, period) is None
+    # ... and the next write replaces it whole, though its version is lower.
+    assert cache.top_write(client, board.id, period, 1, 1_700_000_000_000_000, [Row("a", 5, 1, 1), Row("b", 3, 2, 1)])
+    cached = cache.top_read(client, board.id, period, 1)
+    assert cached == (1, 1_700_000_000_000_000, [b'{"rank":1,"user_id":"a","score":5}'])
+    assert not client.hexists(key, "data")
+    assert not cache.top_write(client, board.id, period, 1, 0, [])  # an equal version is not newer
