@@ -12,7 +12,8 @@ board, e.g.::
     (same environment) python -m bench.reads --board big --seconds 5
 
 It reports p50/p99 at one connection and req/s at 16 for each read, the top-N beside
-the bare GET, twice (rounds alternate so drift hits both alike).
+the bare GET, twice (rounds alternate so drift hits both alike), and the web workers' CPU
+time per request ("us"), which other load on a shared machine blurs less than latency.
 """
 
 import argparse
@@ -102,15 +103,38 @@ def _start_web(strategy: str, port: int, workers: int, threads: int) -> subproce
     raise RuntimeError("gunicorn did not answer within 60 s")
 
 
+_web_pid: list[int] = []  # gunicorn's master, once started
+
+
+def _web_cpu_seconds() -> float:
+    """CPU time (user + system) of gunicorn's workers so far: a cost per request that the
+    other load on a shared machine does not blur the way it blurs latencies."""
+    if not _web_pid:
+        return 0.0
+    master = _web_pid[0]
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    total = 0
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _load(calls: list[Call], concurrency: int, seconds: float, ok_status: int = 200, headers=None) -> dict[str, Any]:
+    cpu0 = _web_cpu_seconds()
     result = asyncio.run(
         run_load(calls, concurrency=concurrency, duration=seconds, ok_status=ok_status, headers=headers)
     ).as_dict()
+    web_cpu = _web_cpu_seconds() - cpu0
     lat = result["latency_ms"]
     return {
         "p50_ms": round(lat["p50"], 2),
         "p99_ms": round(lat["p99"], 2),
         "req_per_s": round(result["ok_per_s"]),
+        "web_cpu_us_per_req": round(1e6 * web_cpu / max(1, result["requests"])),
         "statuses": result["statuses"],
     }
 
@@ -129,6 +153,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=500_000)
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--web-threads", type=int, default=8)
+    parser.add_argument("--top-only", action="store_true", help="only the top-N and the bare GET")
     parser.add_argument("--fallback", action="store_true", help="also time the database fallbacks (index not ready)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
@@ -149,6 +174,7 @@ def main() -> None:
     one_user = [Call("GET", f"{api}/users/user-{rng.randrange(users):08d}") for _ in range(200)]
 
     web = _start_web(args.strategy, port, args.web_workers, args.web_threads)
+    _web_pid.append(web.pid)
     figures: dict[str, Any] = {"board": args.board, "users": users, "strategy": args.strategy, "rounds": []}
     try:
         _load(noop + top, 4, 1.0)  # warm every worker's connections and board copies
@@ -159,6 +185,9 @@ def main() -> None:
             row["bare_get_c16"] = _load(noop, 16, args.seconds)
             row["top_c16"] = _load(top, 16, args.seconds)
             row["top_vs_bare_c16"] = round(row["top_c16"]["req_per_s"] / max(1, row["bare_get_c16"]["req_per_s"]), 2)
+            if args.top_only:
+                figures["rounds"].append(row)
+                continue
             etag = _etag_of(top[0].url)
             if etag:
                 row["top_304_c1"] = _load(top, 1, args.seconds, ok_status=304, headers={"If-None-Match": etag})
@@ -183,10 +212,11 @@ def main() -> None:
     for name in figures["rounds"][0]:
         values = [r[name] for r in figures["rounds"]]
         if isinstance(values[0], dict):
-            print(
-                f"{name:18s} "
-                + " | ".join(f"p50 {v['p50_ms']} p99 {v['p99_ms']} ms, {v['req_per_s']} req/s" for v in values)
+            cells = (
+                f"p50 {v['p50_ms']} p99 {v['p99_ms']} ms, {v['req_per_s']}/s, {v['web_cpu_us_per_req']} us"
+                for v in values
             )
+            print(f"{name:18s} " + " | ".join(cells))
         else:
             print(f"{name:18s} " + " | ".join(str(v) for v in values))
 
