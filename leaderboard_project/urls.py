@@ -7,7 +7,14 @@ from operations.admin_views import pipeline_view
 from operations.views import healthz, metrics, readyz
 from pages.api import LeaderboardActivityView
 from pages.views import board_detail, board_list
-from rankings.api import LeaderboardDetailView, LeaderboardListView, LeaderboardTopView, LeaderboardUserView
+from rankings.api import (
+    LeaderboardDetailView,
+    LeaderboardListView,
+    LeaderboardRanksView,
+    LeaderboardTopView,
+    LeaderboardUsersView,
+    LeaderboardUserView,
+)
 from scores.api import ScoreSubmitView
 
 api_v1 = [
@@ -17,6 +24,8 @@ api_v1 = [
     path("leaderboards/<str:slug>/top", LeaderboardTopView.as_view(), name="leaderboard-top"),
     path("leaderboards/<str:slug>/users/<str:user_id>", LeaderboardUserView.as_view(), name="leaderboard-user"),
     path("leaderboards/<str:slug>/activity", LeaderboardActivityView.as_view(), name="leaderboard-activity"),
+    path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
+    path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
 ]
 
 urlpatterns = [

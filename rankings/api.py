@@ -1,31 +1,57 @@
-"""Leaderboard endpoints: create and list boards, the top-N, a user's rank."""
+"""Leaderboard endpoints: create and list boards, the top-N, a user's rank, rank ranges and friends boards."""
 
+import hashlib
 from dataclasses import asdict
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError
 from django.db.models import QuerySet
-from django.http import Http404
-from django.utils import timezone
+from django.http import Http404, HttpResponse, HttpResponseNotModified
+from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leaderboard_project.pagination import SlugCursorPagination
 from rankings.models import Leaderboard
-from rankings.selectors import leaderboard_by_slug, leaderboard_top, leaderboard_user_rank
+from rankings.selectors import (
+    TopJson,
+    leaderboard_by_slug,
+    leaderboard_rank_range,
+    leaderboard_ranks_of,
+    leaderboard_top_json,
+    leaderboard_user_rank,
+    render_json,
+)
 from rankings.serializers import (
     LeaderboardInputSerializer,
     LeaderboardOutputSerializer,
+    RankRangeOutputSerializer,
+    RankRangeQuerySerializer,
     TopOutputSerializer,
     TopQuerySerializer,
+    UserIdsQuerySerializer,
     UserRankOutputSerializer,
     UserRankQuerySerializer,
+    UsersOutputSerializer,
 )
 from rankings.services import leaderboard_create
 from scores.auth import ApiKeyRateThrottle, HasAdminKey
+
+
+class JsonOnly(BaseContentNegotiation):
+    """The read views answer JSON whatever the Accept header says (every answer under
+    /api/ is JSON): parsing Accept cost the hot read more than its Redis round trip."""
+
+    def select_parser(self, request: Request, parsers: list) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
 
 
 def board_or_404(slug: str) -> Leaderboard:
@@ -97,28 +123,74 @@ class LeaderboardDetailView(APIView):
         return Response(LeaderboardOutputSerializer(board_or_404(slug)).data)
 
 
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (weak comparison, as RFC 9110 asks)."""
+    if not if_none_match:
+        return False
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in parse_etags(if_none_match))
+
+
+def _top_etag(board: Leaderboard, top: TopJson, limit: int) -> str:
+    if top.version is not None:
+        # A TopN version names one list, and its as_of, for good: no need to hash it.
+        return f'"{board.id}.{top.version}.{limit}"'
+    # The live index (sorted_set) has no version: the entries' bytes are the tag.
+    return f'"{board.id}.h{hashlib.blake2b(b",".join(top.entries), digest_size=8).hexdigest()}.{limit}"'
+
+
+def _top_limit(request: Request, board: Leaderboard) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return min(10, board.top_n)
+    # A plain valid number skips the serializer, whose set-up cost more than the Redis read;
+    # anything else gets its validation and error messages.
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= board.top_n:
+        return int(raw)
+    query = TopQuerySerializer(data=request.query_params, context={"leaderboard": board})
+    query.is_valid(raise_exception=True)
+    return query.validated_data.get("limit", min(10, board.top_n))
+
+
 class LeaderboardTopView(APIView):
+    """The hot read: the entries come from Redis already rendered and go out as they came,
+    without DRF's renderer (which cost more than the Redis read). Errors still go through
+    DRF's exception handling, so a 400 or 404 is the usual JSON."""
+
     authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
 
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="1 to the board's top_n; default min(10, top_n)")],
-        responses={200: TopOutputSerializer, 400: OpenApiResponse(description="Bad limit"), 404: None},
+        parameters=[
+            OpenApiParameter("limit", int, description="1 to the board's top_n; default min(10, top_n)"),
+            OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, description="an ETag of an earlier answer"),
+        ],
+        responses={
+            200: TopOutputSerializer,
+            304: OpenApiResponse(description="Not modified: the top-N is still the one of the ETag sent"),
+            400: OpenApiResponse(description="Bad limit"),
+            404: None,
+        },
     )
-    def get(self, request: Request, slug: str) -> Response:
+    def get(self, request: Request, slug: str) -> HttpResponse:
         board = board_or_404(slug)
-        query = TopQuerySerializer(data=request.query_params, context={"leaderboard": board})
-        query.is_valid(raise_exception=True)
-        limit = query.validated_data.get("limit", min(10, board.top_n))
+        limit = _top_limit(request, board)
         strategy = settings.LEADERBOARD_RANKING_STRATEGY
-        top = leaderboard_top(leaderboard=board, limit=limit, strategy=strategy)
-        as_of = top.as_of if top.as_of is not None else timezone.now()
-        # The entries are plain dicts already in TopOutputSerializer's shape; rendering
-        # them through the serializer cost more than the whole Redis read.
-        return Response({"leaderboard": board.slug, "as_of": as_of, "entries": top.entries})
+        top = leaderboard_top_json(leaderboard=board, period=board.current_period(), limit=limit, strategy=strategy)
+        # no-cache: a client may keep the answer but must revalidate it, which is a 304 here.
+        headers = {"ETag": _top_etag(board, top, limit), "Cache-Control": "no-cache"}
+        if _matches(request.headers.get("If-None-Match"), headers["ETag"]):
+            return HttpResponseNotModified(headers=headers)
+        body = b'{"leaderboard":%b,"as_of":%b,"entries":[%b]}' % (
+            render_json(board.slug),
+            render_json(top.as_of),
+            b",".join(top.entries),
+        )
+        return HttpResponse(body, content_type="application/json", headers=headers)
 
 
 class LeaderboardUserView(APIView):
     authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
 
     @extend_schema(
         parameters=[OpenApiParameter("around", int, description="0-50 neighbours on each side; default 0")],
@@ -133,3 +205,43 @@ class LeaderboardUserView(APIView):
             raise Http404(f"User '{user_id}' has no score on '{board.slug}'.")
         # Plain data in UserRankOutputSerializer's shape (documented above), rendered directly.
         return Response(asdict(view))
+
+
+class LeaderboardRanksView(APIView):
+    """Any exact rank range, at any depth (the rank index answers in O(log n + count))."""
+
+    authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
+
+    @extend_schema(
+        parameters=[RankRangeQuerySerializer],
+        responses={200: RankRangeOutputSerializer, 400: OpenApiResponse(description="Bad query"), 404: None},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        board = board_or_404(slug)
+        query = RankRangeQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        period = board.current_period()  # the place a ?period= will set
+        ranks = leaderboard_rank_range(leaderboard=board, period=period, **query.validated_data)
+        # Plain data in RankRangeOutputSerializer's shape, rendered directly.
+        return Response({"leaderboard": board.slug, "period": period, "total": ranks.total, "entries": ranks.entries})
+
+
+class LeaderboardUsersView(APIView):
+    """The friends board: the ranks of up to 100 given users, by rank; users without a
+    score are left out."""
+
+    authentication_classes: list = []  # public reads: no key needed, none checked
+    content_negotiation_class = JsonOnly
+
+    @extend_schema(
+        parameters=[UserIdsQuerySerializer],
+        responses={200: UsersOutputSerializer, 400: OpenApiResponse(description="Bad ids"), 404: None},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        board = board_or_404(slug)
+        query = UserIdsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        period = board.current_period()  # the place a ?period= will set
+        entries = leaderboard_ranks_of(leaderboard=board, period=period, user_ids=query.validated_data["ids"])
+        return Response({"leaderboard": board.slug, "period": period, "entries": entries})

@@ -8,10 +8,11 @@ holds every user; without it (Redis flushed or new) readers use the database and
 rebuild is started.
 """
 
-import json
 import secrets
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
+import msgspec
 from django_redis import get_redis_connection
 from redis import Redis
 from redis.client import Pipeline
@@ -113,12 +114,51 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], first, rank + around)) do out[#
 return out
 """
 
-# KEYS: top hash. ARGV: version, payload. Writes only a newer version.
+# KEYS: top hash. ARGV: version, as_of (µs), then the rendered JSON of each entry in rank
+# order. Writes only a newer version, replacing the hash whole (a Lua script is atomic, so
+# a reader never sees two versions mixed). Fields: "version", "as_of", and "1".."N" with
+# each rank's JSON: any ?limit= is then one HMGET, served without decoding anything.
+# "version" is a new field name: a hash left in the older one-blob format ("v", "data")
+# counts as cold and is replaced by the next write whatever its version.
 _WRITE_TOP = """
-local held = redis.call('HGET', KEYS[1], 'v')
+local held = redis.call('HGET', KEYS[1], 'version')
 if held and tonumber(held) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'data', ARGV[2])
+redis.call('DEL', KEYS[1])
+local fields = {'version', ARGV[1], 'as_of', ARGV[2]}
+for i = 3, #ARGV do
+  fields[#fields + 1] = tostring(i - 2)
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 return 1
+"""
+
+# KEYS: index, ready. ARGV: first0, last0. false when the index is not ready, else
+# {total, members...} of that rank range (empty past the end).
+_READ_RANGE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+local out = {redis.call('ZCARD', KEYS[1])}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])) do out[#out + 1] = m end
+return out
+"""
+
+# KEYS: index, versions, ready. ARGV: user ids. false when the index is not ready, else
+# {rank0, member, rank0, member, ...} of the users found (each one ZRANK, O(log n)).
+_READ_RANKS_OF = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return false end
+local out = {}
+local held = redis.call('HMGET', KEYS[2], unpack(ARGV))
+for i = 1, #ARGV do
+  if held[i] then
+    local member = string.sub(held[i], string.find(held[i], '|', 1, true) + 1)
+    local rank = redis.call('ZRANK', KEYS[1], member)
+    if rank then
+      out[#out + 1] = rank
+      out[#out + 1] = member
+    end
+  end
+end
+return out
 """
 
 # KEYS: building, build, shadow index, shadow versions, shadow stats.
@@ -344,13 +384,62 @@ def index_build_finish(client: Redis, leaderboard_id: int, period: str, token: s
     return bool(run_script(client, _FINISH_BUILD, build_keys, [token, now]))
 
 
-def top_write(client: Redis, leaderboard_id: int, period: str, version: int, payload: dict[str, Any]) -> bool:
-    return bool(run_script(client, _WRITE_TOP, [keys.top_key(leaderboard_id, period)], [version, json.dumps(payload)]))
+class RankedEntry(msgspec.Struct, frozen=True):
+    """One ranked line as the API renders it: ``{"rank":1,"user_id":"a","score":5}``."""
+
+    rank: int
+    user_id: str
+    score: int
 
 
-def top_read(client: Redis, leaderboard_id: int, period: str) -> dict[str, Any] | None:
-    raw = client.hget(keys.top_key(leaderboard_id, period), "data")
-    return None if raw is None else json.loads(raw)
+_json = msgspec.json.Encoder()
+
+
+def entries_json(pairs: Iterable[tuple[str, int]], first_rank: int = 1) -> list[bytes]:
+    """Each (user_id, score), in rank order, rendered as the JSON of its ranked entry."""
+    return [_json.encode(RankedEntry(first_rank + i, user_id, score)) for i, (user_id, score) in enumerate(pairs)]
+
+
+def top_write(client: Redis, leaderboard_id: int, period: str, version: int, as_of_us: int, rows: list[Row]) -> bool:
+    """Store a top-N version rendered: one JSON object per rank, so reads never encode."""
+    entries = entries_json((row.user_id, row.score) for row in rows)
+    return bool(run_script(client, _WRITE_TOP, [keys.top_key(leaderboard_id, period)], [version, as_of_us, *entries]))
+
+
+# HMGET's field names for any limit, made once: "version", "as_of", "1", "2", ...
+_TOP_FIELDS = ["version", "as_of", *(str(rank) for rank in range(1, 1001))]
+
+
+class CachedTop(NamedTuple):
+    version: int
+    as_of_us: int
+    entries: list[bytes]  # rendered JSON, rank order
+
+
+def top_read(client: Redis, leaderboard_id: int, period: str, limit: int = 1000) -> CachedTop | None:
+    """The first ``limit`` entries of the cached top-N in one round trip; None when cold."""
+    version, as_of, *entries = client.hmget(keys.top_key(leaderboard_id, period), _TOP_FIELDS[: 2 + limit])
+    if version is None:
+        return None
+    # Past the end of a shorter list HMGET answers nil.
+    end = entries.index(None) if None in entries else len(entries)
+    return CachedTop(int(version), int(as_of), entries[:end])
+
+
+def index_read_range(client: Redis, leaderboard_id: int, period: str, first0: int, count: int) -> list | None:
+    """[total, members...] of ranks first0 .. first0 + count - 1 (0-based); None when not ready."""
+    index_keys = [keys.index_key(leaderboard_id, period), keys.ready_key(leaderboard_id, period)]
+    return run_script(client, _READ_RANGE, index_keys, [first0, first0 + count - 1])
+
+
+def index_read_ranks_of(client: Redis, leaderboard_id: int, period: str, user_ids: list[str]) -> list | None:
+    """[rank0, member, ...] of those users who are on the board; None when not ready."""
+    index_keys = [
+        keys.index_key(leaderboard_id, period),
+        keys.versions_key(leaderboard_id, period),
+        keys.ready_key(leaderboard_id, period),
+    ]
+    return run_script(client, _READ_RANKS_OF, index_keys, user_ids)
 
 
 def index_reset(client: Redis, leaderboard_id: int, period: str) -> None:

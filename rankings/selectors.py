@@ -6,17 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from leaderboard_project.memo import MISSING, SharedVersionWatch, TtlMemo
 from rankings import cache
 from rankings.board_versions import boards_version_read
 from rankings.models import Leaderboard, Order, TopN
-from rankings.ordering import from_micros, parse_member, to_micros
-from tasks.messages import Row
+from rankings.ordering import from_micros, parse_member, rank_key, to_micros
+from tasks.messages import Row, rows_from_json
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,24 @@ def db_rows_of(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) ->
         return {u: Row(u, s, to_micros(r), v) for u, s, r, v in cursor.fetchall()}
 
 
+_json = msgspec.json.Encoder()
+
+
+def render_json(value: Any) -> bytes:
+    """JSON as DRF renders it (a UTC datetime as RFC 3339 with "Z"), but without DRF."""
+    return _json.encode(value)
+
+
+@dataclass(frozen=True)
+class TopJson:
+    """A top-N read, its entries already rendered: the view joins bytes, nothing is re-encoded."""
+
+    as_of: datetime  # when this top-N was written (the read's own time for the live index)
+    entries: list[bytes]
+    # The TopN version it is a copy of; None when read from the live rank index.
+    version: int | None
+
+
 @dataclass(frozen=True)
 class TopView:
     as_of: datetime | None
@@ -101,36 +121,51 @@ def _entries(rows: Sequence[Sequence | Row], first_rank: int = 1) -> list[dict[s
     return [{"rank": first_rank + i, "user_id": user_id, "score": score} for i, (user_id, score) in enumerate(pairs)]
 
 
-def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> TopView:
-    period = leaderboard.current_period()
+def _repair_ask(leaderboard: Leaderboard, period: str) -> None:
+    """A read that found the Redis side incomplete asks a rank worker to repair it (a
+    task message, at most one per board every 10 s): it never writes the caches itself."""
+    # Imported here: services depend on selectors, not the other way round.
+    from rankings.services import board_repair_request
+
+    board_repair_request(leaderboard=leaderboard, period=period)
+
+
+def leaderboard_top_json(*, leaderboard: Leaderboard, period: str, limit: int, strategy: str) -> TopJson:
+    """The first ``limit`` of the board's top-N: one Redis round trip, or the database."""
     try:
         if strategy == "sorted_set":
             rows = index_head_rows(leaderboard=leaderboard, period=period, limit=limit)
             if rows is not None:
-                return TopView(as_of=None, entries=_entries(rows))
+                # The index is live: it is as of now.
+                return TopJson(timezone.now(), cache.entries_json((r.user_id, r.score) for r in rows), None)
         else:
-            cached = cache.top_read(cache.redis_client(), leaderboard.id, period)
+            cached = cache.top_read(cache.redis_client(), leaderboard.id, period, limit)
             if cached is not None:
-                as_of = from_micros(cached["as_of"]) if cached.get("as_of") else None
-                return TopView(as_of=as_of, entries=_entries(cached["entries"][:limit]))
+                return TopJson(from_micros(cached.as_of_us), cached.entries, cached.version)
     except RedisError as exc:
         logger.warning("top-N of %s read from the database: Redis failed (%s)", leaderboard.slug, exc)
     return _top_from_database(leaderboard=leaderboard, period=period, limit=limit, strategy=strategy)
 
 
-def _top_from_database(*, leaderboard: Leaderboard, period: str, limit: int, strategy: str) -> TopView:
-    # Imported here: services depend on selectors, not the other way round.
-    from rankings.services import board_repair_request, topn_cache_refill
+def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> TopView:
+    """The top-N as plain data (checks and tools; the API serves ``leaderboard_top_json``)."""
+    top = leaderboard_top_json(
+        leaderboard=leaderboard, period=leaderboard.current_period(), limit=limit, strategy=strategy
+    )
+    return TopView(as_of=top.as_of, entries=msgspec.json.decode(b"[" + b",".join(top.entries) + b"]"))
 
+
+def _top_from_database(*, leaderboard: Leaderboard, period: str, limit: int, strategy: str) -> TopJson:
     # A cold cache means Redis lost its data: what was in flight may be missing from the
-    # table too, so a rank worker recomputes both while this read answers.
-    board_repair_request(leaderboard=leaderboard, period=period)
+    # table too, so a rank worker recomputes both (and refills Redis) while this read
+    # answers. Reads never write: asking is all a read does.
+    _repair_ask(leaderboard, period)
     top = TopN.objects.filter(leaderboard=leaderboard, period=period).first()
-    if strategy == "sorted_set" or top is None:
+    if strategy == "sorted_set" or top is None or top.as_of is None:
         rows = db_top_rows(leaderboard=leaderboard, period=period, limit=limit)
-        return TopView(as_of=None, entries=_entries(rows))
-    topn_cache_refill(top=top)
-    return TopView(as_of=top.as_of, entries=_entries(top.entries[:limit]))
+        return TopJson(timezone.now(), cache.entries_json((r.user_id, r.score) for r in rows), None)
+    stored = rows_from_json(top.entries[:limit])
+    return TopJson(top.as_of, cache.entries_json((r.user_id, r.score) for r in stored), top.version)
 
 
 @dataclass(frozen=True)
@@ -139,7 +174,13 @@ class UserRankView:
     score: int
     rank: int
     total: int
+    # 100 x rank / total: the user is in the top top_percent % of the board.
+    top_percent: float
     around: list[dict[str, Any]]
+
+
+def _top_percent(rank: int, total: int) -> float:
+    return 100.0 * rank / total
 
 
 def leaderboard_user_rank(*, leaderboard: Leaderboard, user_id: str, around: int) -> UserRankView | None:
@@ -157,11 +198,16 @@ def leaderboard_user_rank(*, leaderboard: Leaderboard, user_id: str, around: int
         total, rank0, first0, *members = answer
         neighbours = _entries([parse_member(m.decode(), desc) for m in members], first_rank=first0 + 1)
         own = neighbours[rank0 - first0]
-        return UserRankView(user_id=user_id, score=own["score"], rank=rank0 + 1, total=total, around=neighbours)
+        return UserRankView(
+            user_id=user_id,
+            score=own["score"],
+            rank=rank0 + 1,
+            total=total,
+            top_percent=_top_percent(rank0 + 1, total),
+            around=neighbours,
+        )
 
-    from rankings.services import board_repair_request
-
-    board_repair_request(leaderboard=leaderboard, period=period)
+    _repair_ask(leaderboard, period)
     return _user_rank_from_database(leaderboard=leaderboard, period=period, user_id=user_id, around=around)
 
 
@@ -201,7 +247,97 @@ def _user_rank_from_database(
         below = cursor.fetchall()
     rank = before + 1
     neighbours = _entries([*above, (user_id, score), *below], first_rank=rank - len(above))
-    return UserRankView(user_id=user_id, score=score, rank=rank, total=total, around=neighbours)
+    return UserRankView(
+        user_id=user_id,
+        score=score,
+        rank=rank,
+        total=total,
+        top_percent=_top_percent(rank, total),
+        around=neighbours,
+    )
+
+
+@dataclass(frozen=True)
+class RankRange:
+    """Ranks ``start`` .. ``start + count - 1`` of one board and period, and its total."""
+
+    total: int
+    entries: list[dict[str, Any]]
+
+
+def leaderboard_rank_range(*, leaderboard: Leaderboard, period: str, start: int, count: int) -> RankRange:
+    """Any exact rank range from the rank index (a ZRANGE, O(log n + count) at any
+    depth); from the database while the index is not complete."""
+    try:
+        answer = cache.index_read_range(cache.redis_client(), leaderboard.id, period, start - 1, count)
+    except RedisError as exc:
+        logger.warning("rank range on %s read from the database: Redis failed (%s)", leaderboard.slug, exc)
+        answer = None
+    if answer is not None:
+        total, *members = answer
+        desc = is_desc(leaderboard)
+        return RankRange(total, _entries([parse_member(m.decode(), desc) for m in members], first_rank=start))
+    _repair_ask(leaderboard, period)
+    return _rank_range_from_database(leaderboard=leaderboard, period=period, start=start, count=count)
+
+
+def _rank_range_from_database(*, leaderboard: Leaderboard, period: str, start: int, count: int) -> RankRange:
+    # OFFSET walks the ranking index (score_ranking_idx) from the top: O(start + count)
+    # index entries, and the total is a count of the board. Only while Redis rebuilds.
+    base = "FROM scores_score WHERE leaderboard_id = %s AND period = %s"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) {base}", [leaderboard.id, period])
+        (total,) = cursor.fetchone()
+        rows: list[tuple[str, int]] = []
+        if start <= total:
+            cursor.execute(
+                f"SELECT user_id, score {base} ORDER BY {_order_sql()} OFFSET %s LIMIT %s",
+                [leaderboard.id, period, start - 1, count],
+            )
+            rows = cursor.fetchall()
+    return RankRange(total, _entries(rows, first_rank=start))
+
+
+def leaderboard_ranks_of(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) -> list[dict[str, Any]]:
+    """The ranked entries of those of ``user_ids`` on the board, by rank (a friends board):
+    one Redis round trip, a ZRANK each; from the database while the index is not complete."""
+    try:
+        answer = cache.index_read_ranks_of(cache.redis_client(), leaderboard.id, period, user_ids)
+    except RedisError as exc:
+        logger.warning("ranks of users on %s read from the database: Redis failed (%s)", leaderboard.slug, exc)
+        answer = None
+    if answer is None:
+        _repair_ask(leaderboard, period)
+        return _ranks_of_from_database(leaderboard=leaderboard, period=period, user_ids=user_ids)
+    desc = is_desc(leaderboard)
+    found = sorted(zip(answer[::2], answer[1::2], strict=True))
+    return [_entry(rank0 + 1, *parse_member(member.decode(), desc)[:2]) for rank0, member in found]
+
+
+def _entry(rank: int, user_id: str, score: int) -> dict[str, Any]:
+    return {"rank": rank, "user_id": user_id, "score": score}
+
+
+def _ranks_of_from_database(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) -> list[dict[str, Any]]:
+    # One pass over the ranking index up to the lowest-ranked of the users, counting the
+    # rows before each of them: O(that rank x users), and only while Redis rebuilds. One
+    # plain aggregate per board also runs unchanged on Citus (no correlated subquery).
+    rows = db_rows_of(leaderboard=leaderboard, period=period, user_ids=user_ids)
+    if not rows:
+        return []
+    desc = is_desc(leaderboard)
+    ordered = sorted(rows.values(), key=lambda r: rank_key(r, desc))
+    positions = [(leaderboard.sort_key_of(r.score), from_micros(r.reached_us), r.user_id) for r in ordered]
+    position = "(sort_key, reached_at, user_id)"
+    counts = ", ".join(f"count(*) FILTER (WHERE {position} < (%s, %s, %s))" for _ in positions)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {counts} FROM scores_score "
+            f"WHERE leaderboard_id = %s AND period = %s AND {position} <= (%s, %s, %s)",
+            [*(v for p in positions for v in p), leaderboard.id, period, *positions[-1]],
+        )
+        before = cursor.fetchone()
+    return [_entry(n + 1, r.user_id, r.score) for n, r in zip(before, ordered, strict=True)]
 
 
 def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:

@@ -58,4 +58,52 @@ class UserRankOutputSerializer(serializers.Serializer):
     score = serializers.IntegerField()
     rank = serializers.IntegerField()
     total = serializers.IntegerField()
+    top_percent = serializers.FloatField(help_text="100 x rank / total: the user is in the top top_percent %.")
     around = RankedEntrySerializer(many=True)
+
+
+# Ranks beyond any board's size only read past the end; the cap keeps start + count in 64 bits.
+MAX_RANK = 2**62
+
+
+class RankRangeQuerySerializer(serializers.Serializer):
+    start = serializers.IntegerField(min_value=1, max_value=MAX_RANK, default=1, help_text="first rank, from 1")
+    count = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="ranks to read, 1 to 1000")
+
+
+class RankRangeOutputSerializer(serializers.Serializer):
+    leaderboard = serializers.CharField()
+    period = serializers.CharField()
+    total = serializers.IntegerField()
+    entries = RankedEntrySerializer(many=True)
+
+
+MAX_USER_IDS = 100
+
+
+def _is_valid_id(user_id: str) -> bool:
+    return bool(id_validator.regex.match(user_id))
+
+
+class UserIdsQuerySerializer(serializers.Serializer):
+    # 100 ids of at most 64 characters and their commas; longer is refused before splitting.
+    ids = serializers.CharField(
+        max_length=MAX_USER_IDS * 65, trim_whitespace=False, help_text="1 to 100 user ids, separated by commas"
+    )
+
+    def validate_ids(self, value: str) -> list[str]:
+        ids = list(dict.fromkeys(value.split(",")))  # repeated ids are read once, in first-seen order
+        if len(ids) > MAX_USER_IDS:
+            raise serializers.ValidationError(f"Give at most {MAX_USER_IDS} user ids; got {len(ids)}.")
+        bad = [user_id for user_id in ids if not _is_valid_id(user_id)]
+        if bad:
+            raise serializers.ValidationError(
+                f"Not a valid user id: {', '.join(repr(b) for b in bad[:5])}. {id_validator.message}"
+            )
+        return ids
+
+
+class UsersOutputSerializer(serializers.Serializer):
+    leaderboard = serializers.CharField()
+    period = serializers.CharField()
+    entries = RankedEntrySerializer(many=True)

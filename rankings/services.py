@@ -253,9 +253,11 @@ def _save_top(top: TopN, entries: list[Row]) -> None:
 
 
 def topn_cache_refill(*, top: TopN) -> None:
-    payload = {"as_of": to_micros(top.as_of) if top.as_of else None, "entries": top.entries}
+    # Stored rendered (cache.top_write): the read path serves the bytes as they are.
+    rows = rows_from_json(top.entries)
+    as_of_us = to_micros(top.as_of) if top.as_of else 0
     try:
-        cache.top_write(cache.redis_client(), top.leaderboard_id, top.period, top.version, payload)
+        cache.top_write(cache.redis_client(), top.leaderboard_id, top.period, top.version, as_of_us, rows)
     except RedisError as exc:
         # The table holds the truth; readers fall back to it and the reconcile refills.
         logger.warning("top-N of board %s not cached: %s", top.leaderboard_id, exc)

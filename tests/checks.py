@@ -1,5 +1,6 @@
 """What "the pipeline has drained and every read agrees with the database" means, as code."""
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,7 +71,7 @@ def assert_top_consistent(board: Leaderboard) -> None:
     else:
         cached = cache.top_read(client, board.id, period)
         assert cached is not None, "no top-N in Redis"
-        redis_pairs = [(row[0], row[1]) for row in cached["entries"]]
+        redis_pairs = [(e["user_id"], e["score"]) for e in map(json.loads, cached.entries)]
     assert redis_pairs == truth, "Redis top-N differs from the database"
     table = TopN.objects.get(leaderboard=board, period=period)
     assert [(row[0], row[1]) for row in table.entries] == truth, "admin top-N table differs from the database"

@@ -180,7 +180,7 @@ def test_it_reads_top_and_ranks_from_the_database(transactional_db, make_board):
         [board.id],
     )
     top = db_top_rows(leaderboard=board, period=board.current_period(), limit=10)
-    assert [(row[0], row[1]) for row in top] == truth
+    assert [(row.user_id, row.score) for row in top] == truth
     # Redis has no rank index for this board: the read falls back to the database.
     ranked = leaderboard_user_rank(leaderboard=board, user_id=truth[3][0], around=1)
     assert ranked is not None and ranked.rank == 4 and ranked.total == 300
