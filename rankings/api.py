@@ -235,6 +235,7 @@ class LeaderboardUsersView(APIView):
     content_negotiation_class = JsonOnly
 
     @extend_schema(
+        operation_id="v1_leaderboards_users_list",
         parameters=[UserIdsQuerySerializer],
         responses={200: UsersOutputSerializer, 400: OpenApiResponse(description="Bad ids"), 404: None},
     )

@@ -33,7 +33,7 @@ def seed(board: Leaderboard, users: int) -> None:
     client = cache.redis_client()
     period = board.current_period()
     cache.index_apply(client, board.id, period, [Row("u1", 1, 0, 1), Row("u2", 2, 0, 1)], True)
-    cache.top_write(client, board.id, period, 1, {"as_of": None, "entries": []})
+    cache.top_write(client, board.id, period, 1, 0, [])
 
 
 def board_keys(board_id: int) -> list[bytes]:

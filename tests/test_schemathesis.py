@@ -39,6 +39,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 USERS = ["alice", "bob.9", "c:3", "d_4-x"]
 
 
+# http.server's own limit on a request line: past it the test server answers 414 itself.
+_TEST_SERVER_MAX_LINE = 65536
+
+
 @pytest.fixture
 def fuzz_world(transactional_db) -> dict[str, list[str]]:
     boards = [
@@ -91,9 +95,15 @@ def test_it_answers_generated_requests_within_the_schema(live_server, fuzz_world
             @settings(max_examples=count, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=st.one_of(strategies), key=st.sampled_from(fuzz_world["keys"]))
             def call(case, key: str) -> None:
-                response = case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=CHECKS)
+                headers = {"Authorization": f"Bearer {key}"}
+                response = case.call(headers=headers)
                 calls[case.operation.label] += 1
                 statuses[(case.operation.label, response.status_code)] += 1
+                if response.status_code == 414 and len(response.request.url) > _TEST_SERVER_MAX_LINE:
+                    # The test server (http.server) refuses a request line over 64 KiB before
+                    # Django sees it: a long query of 4-byte characters, percent-encoded.
+                    return
+                case.validate_response(response, checks=CHECKS, headers=headers)
 
             try:
                 call()
