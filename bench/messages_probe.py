@@ -86,7 +86,14 @@ def _probe(board: Any, partitions: int, bodies: list[list[dict]], threads: int) 
     prefix = f"{PROBE_PREFIX}-p{partitions}-{mode}"
     with (
         _probe_queues(prefix, partitions) as names,
-        override_settings(LEADERBOARD_INGEST_PARTITIONS=partitions, LEADERBOARD_QUEUE_PREFIX=prefix),
+        # Nobody applies the probe's messages: its backlog counters live under its own
+        # prefix, and admission control (which would soon refuse them) is out of the way.
+        override_settings(
+            LEADERBOARD_INGEST_PARTITIONS=partitions,
+            LEADERBOARD_QUEUE_PREFIX=prefix,
+            LEADERBOARD_REDIS_PREFIX=prefix,
+            LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS=10**12,
+        ),
     ):
         started = time.monotonic()
         if threads == 1:
