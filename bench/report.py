@@ -13,6 +13,8 @@ from bench.merge_log import levels_mean, per_transaction
 # depend on what a short run happened to need, so they are reported when there (and may
 # be 0 in quick mode), not required.
 REQUIRED_FIGURES = (
+    "live_page_poll_rps",
+    "live_page_cores_per_1000",
     "baseline_raw_upsert",
     "baseline_raw_exactly_once",
     "baseline_redis_zincrby",
@@ -282,6 +284,29 @@ def build_figures(cfg: dict[str, Any], raw: dict[str, Any]) -> list[Figure]:
             0.8,
         )
     )
+    live = mt.get("live_page")
+    if live is not None:
+        figs.append(
+            Figure(
+                "live_page_poll_rps",
+                f"live page poll of /top answered 304, c={ref}",
+                live["poll_304"]["ok_per_s"],
+                "req/s",
+                "bare GET",
+                noop_get,
+                ratio=_ratio(live["poll_304"]["ok_per_s"], noop_get),
+            )
+        )
+        figs.append(
+            Figure(
+                "live_page_cores_per_1000",
+                "live page: cores for 1,000 open pages",
+                live["cores_for_1000_pages"],
+                "cores",
+                note="a 304 poll a second and an /activity read every 2 s per page, "
+                f"{live['poll_core_ms']:.2f} and {live['activity_core_ms']:.2f} core-ms each",
+            )
+        )
     ss = strategies.get("sorted_set")
     if ss is not None:
         figs.append(

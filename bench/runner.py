@@ -158,6 +158,9 @@ def _strategy_phases(ctx: service.Ctx, strategy: str, say: Progress, top_board: 
     sweep = cfg.concurrencies if strategy == "merge_tree" else (cfg.ref_concurrency,)
     out["top_read"] = {str(c): service.reads(ctx, [top_url], c, cfg.duration) for c in sweep}
     say(f"{strategy} top-N read, c=1: {_fmt_summary(out['top_read_c1']['latency_ms'])}")
+    if strategy == "merge_tree":
+        out["live_page"] = service.live_page_polls(ctx, top_board, cfg.ref_concurrency, cfg.duration)
+        say(f"live page: {out['live_page']['cores_for_1000_pages']:.2f} cores for 1,000 open pages")
     return out
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -186,6 +187,39 @@ def reads(ctx: Ctx, urls: list[str], concurrency: int, duration: float) -> dict[
         pass
     load = http_load(ctx, get_calls(urls), concurrency, duration)
     return load.as_dict()
+
+
+def live_page_polls(ctx: Ctx, board: Any, concurrency: int, duration: float) -> dict[str, Any]:
+    """What an open live page costs: its conditional poll of /top (every 1 s; 304 while the
+    top-N is unchanged) and its /activity read (every 2 s), each at full speed, and from
+    them the cores 1,000 open pages take at those rates."""
+    top_url = ctx.api(board.slug, "top?limit=10")
+    with urllib.request.urlopen(top_url, timeout=5) as response:
+        etag = response.headers["ETag"]
+    polls = asyncio.run(
+        run_load(
+            get_calls([top_url]),
+            concurrency=concurrency,
+            duration=duration,
+            headers={"If-None-Match": etag},
+            ok_status=304,
+        )
+    ).as_dict()
+    activity = reads(ctx, [ctx.api(board.slug, "activity")], concurrency, duration)
+    cores = os.cpu_count() or 1
+    # Each request's share of the machine while the load saturated it (an upper bound).
+    poll_core_ms = cores * 1000 / polls["ok_per_s"] if polls["ok_per_s"] else None
+    activity_core_ms = cores * 1000 / activity["ok_per_s"] if activity["ok_per_s"] else None
+    per_page = None if poll_core_ms is None or activity_core_ms is None else poll_core_ms + activity_core_ms / 2
+    return {
+        "etag": etag,
+        "poll_304": polls,
+        "activity": activity,
+        "poll_core_ms": poll_core_ms,
+        "activity_core_ms": activity_core_ms,
+        # core-ms per second per page, x 1,000 pages / 1,000 ms = cores.
+        "cores_for_1000_pages": per_page,
+    }
 
 
 def user_urls(ctx: Ctx, board: Any, users: int, count: int = 2000) -> list[str]:
