@@ -193,7 +193,7 @@ LEADERBOARD_ADMISSION_CHECK_SECONDS = env_float("LEADERBOARD_ADMISSION_CHECK_SEC
 # An ingest message returned to its queue this many times (its worker died on it each
 # time) goes to the dead-letter queue. Innocent messages batched with it are returned at
 # most once (see tasks.consuming), so the limit never catches them.
-LEADERBOARD_INGEST_DELIVERY_LIMIT = env_int("LEADERBOARD_INGEST_DELIVERY_LIMIT", 5)
+LEADERBOARD_INGEST_DELIVERY_LIMIT = env_int("LEADERBOARD_INGEST_DELIVERY_LIMIT", 10)
 # A full ingest queue nacks publishes (503): far above the admission bound, it only
 # matters when admission control is off or the web tier cannot read the queues.
 LEADERBOARD_INGEST_QUEUE_MAX_MESSAGES = env_int("LEADERBOARD_INGEST_QUEUE_MAX_MESSAGES", 20_000)

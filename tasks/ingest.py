@@ -4,8 +4,10 @@ import logging
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import connection
 
 from rankings.activity import board_activity_record_batch
+from rankings.cache import redis_client
 from rankings.services import ranking_handoff
 from scores.admission import backlog_count
 from scores.services import score_events_apply
@@ -15,6 +17,16 @@ from tasks.messages import ScoreEvent, ingest_batch_from_payload
 from tasks.queues import APPLY_EVENTS_TASK
 
 logger = logging.getLogger(__name__)
+
+
+def _stores_answer() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        redis_client().ping()
+    except TRANSIENT_ERRORS:
+        return False
+    return True
 
 
 def _apply(events: list[ScoreEvent]) -> int:
@@ -40,7 +52,10 @@ def apply_events(self: Task, batch: list) -> int:
     own = ingest_batch_from_payload(batch)
     delivery = self.request.delivery_info or {}
     # A redelivered message may be the one that killed its last worker: alone it goes.
-    queue = None if delivery.get("redelivered") else delivery.get("routing_key")
+    # And nothing more is taken while the stores are away: messages taken and handed back
+    # during an outage would each count a delivery towards the queue's limit.
+    healthy = not delivery.get("redelivered") and _stores_answer()
+    queue = delivery.get("routing_key") if healthy else None
     extra_messages = 0
     try:
         with messages_taken(
