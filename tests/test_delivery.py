@@ -17,9 +17,12 @@ pytestmark = pytest.mark.pipeline
 
 
 def dead_letters() -> int:
+    dead = role_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, QueueRole.DEAD)
+    queue = next(q for q in settings.CELERY_TASK_QUEUES if q.name == dead)
     with Connection(settings.CELERY_BROKER_URL) as conn:
-        dead = role_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, QueueRole.DEAD)
-        return conn.channel().queue_declare(queue=dead, passive=True).message_count
+        # Declared as the workers declare it: a worker that answers pings may not have
+        # declared it yet (its worker_ready handler does), and a passive check would fail.
+        return queue.bind(conn.channel()).queue_declare().message_count
 
 
 def test_it_dead_letters_a_poison_message_and_goes_on(worker, make_board):
