@@ -99,21 +99,31 @@ def _dead_letter(message: amqp.Message) -> DeadLetter:
     )
 
 
-def dead_letters_peek(*, limit: int = 5) -> list[DeadLetter]:
-    """The first ``limit`` dead letters, left where they are (read without an ack; closing
-    the channel returns them to the queue)."""
-    peeked: list[DeadLetter] = []
+@contextmanager
+def _dead_letters_taken(limit: int) -> Iterator[tuple[Any, Iterator[amqp.Message]]]:
+    """A channel and up to ``limit`` dead letters taken unacknowledged on it; closing the
+    channel at the end returns every letter not acked to the dead queue."""
     with broker_connection() as conn:
         channel = conn.channel()
-        try:
+
+        def letters() -> Iterator[amqp.Message]:
             for _ in range(limit):
                 message = channel.basic_get(queue=dead_queue_name(), no_ack=False)
                 if message is None:
-                    break
-                peeked.append(_dead_letter(message))
+                    return
+                yield message
+
+        try:
+            yield channel, letters()
         finally:
             channel.close()
-    return peeked
+
+
+def dead_letters_peek(*, limit: int = 5) -> list[DeadLetter]:
+    """The first ``limit`` dead letters, left where they are (read without an ack; closing
+    the channel returns them to the queue)."""
+    with _dead_letters_taken(limit) as (_channel, letters):
+        return [_dead_letter(message) for message in letters]
 
 
 def dead_letters_requeue(*, limit: int = 100) -> int:
@@ -124,28 +134,21 @@ def dead_letters_requeue(*, limit: int = 100) -> int:
     de-duplication makes the extra copy harmless. Letters without a known queue stay.
     """
     moved = 0
-    with broker_connection() as conn:
-        channel = conn.channel()
-        try:
-            for _ in range(limit):
-                message = channel.basic_get(queue=dead_queue_name(), no_ack=False)
-                if message is None:
-                    break
-                letter = _dead_letter(message)
-                if letter.queue is None:
-                    continue  # held unacked until the channel closes: stays in the dead queue
-                headers = {
-                    key: value
-                    for key, value in (message.properties.get("application_headers") or {}).items()
-                    if key not in _DEATH_HEADERS
-                }
-                properties: dict[str, Any] = {**message.properties, "application_headers": headers, "delivery_mode": 2}
-                republished = amqp.Message(message.body, **properties)
-                channel.basic_publish_confirm(republished, exchange="", routing_key=letter.queue)
-                channel.basic_ack(message.delivery_tag)
-                moved += 1
-        finally:
-            channel.close()
+    with _dead_letters_taken(limit) as (channel, letters):
+        for message in letters:
+            letter = _dead_letter(message)
+            if letter.queue is None:
+                continue  # held unacked until the channel closes: stays in the dead queue
+            headers = {
+                key: value
+                for key, value in (message.properties.get("application_headers") or {}).items()
+                if key not in _DEATH_HEADERS
+            }
+            properties: dict[str, Any] = {**message.properties, "application_headers": headers, "delivery_mode": 2}
+            republished = amqp.Message(message.body, **properties)
+            channel.basic_publish_confirm(republished, exchange="", routing_key=letter.queue)
+            channel.basic_ack(message.delivery_tag)
+            moved += 1
     return moved
 
 

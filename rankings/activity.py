@@ -32,10 +32,16 @@ def activity_key(leaderboard_id: int, second: int) -> str:
 
 def board_activity_record(client: Redis, leaderboard_id: int, events: int, now: float) -> None:
     """Count ``events`` for the board in the second ``now`` (epoch seconds) falls in."""
-    key = activity_key(leaderboard_id, int(now))
+    boards_activity_record(client, {leaderboard_id: events}, now)
+
+
+def boards_activity_record(client: Redis, events_by_board: dict[int, int], now: float) -> None:
+    """Count each board's events in the second ``now`` falls in: one round trip for all."""
     pipe = client.pipeline(transaction=False)
-    pipe.incrby(key, events)
-    pipe.expire(key, ACTIVITY_TTL_SECONDS)
+    for leaderboard_id, events in events_by_board.items():
+        key = activity_key(leaderboard_id, int(now))
+        pipe.incrby(key, events)
+        pipe.expire(key, ACTIVITY_TTL_SECONDS)
     pipe.execute()
 
 
@@ -65,8 +71,6 @@ def board_activity_record_batch(events: Iterable[ScoreEvent], now: float | None 
         return
     stamp = time.time() if now is None else now
     try:
-        client = redis_client()
-        for leaderboard_id, count in per_board.items():
-            board_activity_record(client, leaderboard_id, count, stamp)
+        boards_activity_record(redis_client(), dict(per_board), stamp)
     except RedisError as exc:
         logger.warning("activity not counted: %s", exc)

@@ -7,11 +7,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from kombu import Connection
 
 from rankings import cache
 from rankings.models import Leaderboard, TopN
 from rankings.selectors import db_top_rows, leaderboard_top, leaderboard_user_rank
+from scores.models import Score
 from tasks.queues import all_queue_names
 
 
@@ -89,3 +91,15 @@ def assert_ranks_consistent(board: Leaderboard, user_ids: list[str], around: int
         lo = max(0, i - around)
         expected = [(lo + 1 + k, u, s) for k, (u, s) in enumerate(everyone[lo : i + around + 1])]
         assert [(e["rank"], e["user_id"], e["score"]) for e in view.around] == expected, user_id
+
+
+def make_score(board: Leaderboard, user_id: str, score: int) -> Score:
+    """A score row written straight to the table (no pipeline), for admin and read tests."""
+    return Score.objects.create(
+        user_id=user_id,
+        leaderboard=board,
+        period=board.current_period(),
+        score=score,
+        sort_key=board.sort_key_of(score),
+        reached_at=timezone.now(),
+    )

@@ -1,23 +1,12 @@
 """The Django admin, as an operator (a real superuser) sees it."""
 
 from django.urls import reverse
-from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from rankings.models import Leaderboard, TopN
+from rankings.models import TopN
 from scores.models import ApiKey, Score
 from tasks.beat import schedules_install
-
-
-def make_score(board: Leaderboard, user_id: str, score: int) -> Score:
-    return Score.objects.create(
-        user_id=user_id,
-        leaderboard=board,
-        period=board.current_period(),
-        score=score,
-        sort_key=board.sort_key_of(score),
-        reached_at=timezone.now(),
-    )
+from tests.checks import make_score
 
 
 def test_it_lists_leaderboards(admin_client, make_board):

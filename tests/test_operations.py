@@ -8,7 +8,6 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.urls import reverse
-from django.utils import timezone
 from kombu import Connection, Exchange, Producer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,9 +15,8 @@ from operations.broker import dead_letters_peek, dead_letters_requeue, dead_queu
 from operations.reconcile import reconcile_mark
 from rankings import cache, redis_keys
 from rankings.cache import redis_client
-from rankings.models import Leaderboard, TopN
-from scores.models import Score
-from tests.checks import eventually
+from rankings.models import TopN
+from tests.checks import eventually, make_score
 from tests.conftest import Workers
 
 
@@ -54,17 +52,6 @@ def no_workers(celery_workers: Workers) -> None:
     purge_queues()
     yield
     purge_queues()
-
-
-def make_score(board: Leaderboard, user_id: str, score: int) -> Score:
-    return Score.objects.create(
-        user_id=user_id,
-        leaderboard=board,
-        period=board.current_period(),
-        score=score,
-        sort_key=board.sort_key_of(score),
-        reached_at=timezone.now(),
-    )
 
 
 # --- health -----------------------------------------------------------------------------
