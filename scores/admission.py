@@ -104,11 +104,6 @@ class BacklogMonitor:
                 self._pid = os.getpid()
 
     def _run(self) -> None:
-        names = {
-            ingest_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, n)
-            for n in range(settings.LEADERBOARD_INGEST_PARTITIONS)
-        }
-        queues = [queue for queue in settings.CELERY_TASK_QUEUES if queue.name in names]
         connection = None
         idle, last_applied = 0, None
         while True:
@@ -116,11 +111,19 @@ class BacklogMonitor:
                 if connection is None:
                     connection = celery_app.connection_for_read(heartbeat=0)
                 channel = connection.default_channel
+                # Named at each reading: settings are read where they are used (the tests
+                # change the prefix and partitions per test; a thread outlives a test).
+                names = {
+                    ingest_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, n)
+                    for n in range(settings.LEADERBOARD_INGEST_PARTITIONS)
+                }
+                queues = [queue for queue in settings.CELERY_TASK_QUEUES if queue.name in names]
                 # Declared as the workers declare them (idempotent): a queue nobody has
                 # published to yet exists, empty, instead of failing the reading.
                 messages = sum(queue.bind(channel).queue_declare().message_count for queue in queues)
                 counters = [_counter_key("published"), _counter_key("applied")]
-                level = "level" if idle >= _IDLE_READINGS else ""
+                # Level only if still idle now: a burst that arrived since the last reading counts.
+                level = "level" if messages == 0 and idle >= _IDLE_READINGS else ""
                 events, applied = run_script(redis_client(), _READ_COUNTERS, counters, [level])
                 idle = idle + 1 if messages == 0 and applied == last_applied else 0
                 last_applied = applied
