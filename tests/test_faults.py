@@ -124,7 +124,8 @@ def test_it_survives_ingest_workers_killed_three_times(stack, make_board):
     board = make_board(top_n=50)
     ledger = Ledger()
     events = make_events(50_000, users=2_000, tag="k")
-    loader = submit_in_background(board, events, ledger, batch=250, pause=0.05)
+    # Paced to outlast three kills two seconds apart (the pipeline drains a burst in under a second).
+    loader = submit_in_background(board, events, ledger, batch=250, pause=0.1)
     kills = 0
     while kills < 3:
         time.sleep(2)
