@@ -49,6 +49,8 @@ REQUIRED_FIGURES = (
     "user_rank_large_p50",
     "user_rank_large_p99",
     "user_rank_large_rps",
+    "rank_range_p99",
+    "friends_p99",
     "ingest_cost_ratio",
     "ingest_apply_merge_tree_ms",
     "ingest_apply_sorted_set_ms",
@@ -99,6 +101,38 @@ def _at_least(fig: Figure, minimum: float) -> Figure:
     fig.target = f">= {minimum:g}x baseline"
     fig.met = None if fig.ratio is None else fig.ratio >= minimum
     return fig
+
+
+# Issue 10: a rank range half way down the largest board and a 100-id friends lookup.
+DEEP_READ_P99_MAX_MS = 10
+
+
+def _deep_read_figures(raw: dict[str, Any], ref: str, noop_get: float) -> list[Figure]:
+    figs = []
+    reads = {
+        "rank_range": f"rank range (100 ranks) at depth {raw['rank_range']['depth']:,}",
+        "friends": f"friends lookup ({raw['friends']['ids']} ids)",
+    }
+    for key, what in reads.items():
+        label = _size_label(raw[key]["users"])
+        lat = raw[key]["c1"]["latency_ms"]
+        figs.append(Figure(f"{key}_p50", f"{what} p50, {label} users, c=1", lat["p50"], "ms"))
+        figs.append(
+            _at_most(Figure(f"{key}_p99", f"{what} p99, {label} users, c=1", lat["p99"], "ms"), DEEP_READ_P99_MAX_MS)
+        )
+        rps = raw[key]["cref"]["ok_per_s"]
+        figs.append(
+            Figure(
+                f"{key}_rps",
+                f"{what}, {label} users, c={ref}",
+                rps,
+                "req/s",
+                "bare GET",
+                noop_get,
+                _ratio(rps, noop_get),
+            )
+        )
+    return figs
 
 
 def _at_most(fig: Figure, limit: float) -> Figure:
@@ -357,6 +391,7 @@ def build_figures(cfg: dict[str, Any], raw: dict[str, Any]) -> list[Figure]:
                 _ratio(rps, noop_get),
             )
         )
+    figs += _deep_read_figures(raw, ref, noop_get)
     cost = raw["ingest_cost"]
     small, large = min(int(n) for n in cost), max(int(n) for n in cost)
     small_rate, large_rate = cost[str(small)]["events_per_s"], cost[str(large)]["events_per_s"]

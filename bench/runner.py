@@ -194,6 +194,18 @@ def _default_only_phases(ctx: service.Ctx, sized: dict[int, Any], say: Progress)
         out["user_rank"][str(users)] = service.reads(ctx, urls, cfg.ref_concurrency, cfg.duration)
         say(f"user-rank read at {users} users, c=1: {_fmt_summary(out['user_rank_c1'][str(users)]['latency_ms'])}")
 
+    # Issue 10's reads on the largest board: a rank range half way down and a friends board.
+    users = max(sized)
+    ranges, friends = service.rank_range_urls(ctx, sized[users], users), service.friends_urls(ctx, sized[users], users)
+    out["rank_range"] = {"users": users, "depth": users // 2}
+    out["rank_range"]["c1"] = service.reads(ctx, ranges, 1, cfg.latency_duration)
+    out["rank_range"]["cref"] = service.reads(ctx, ranges, cfg.ref_concurrency, cfg.duration)
+    say(f"rank range at depth {users // 2:,}, c=1: {_fmt_summary(out['rank_range']['c1']['latency_ms'])}")
+    out["friends"] = {"users": users, "ids": service.FRIENDS_PER_LOOKUP}
+    out["friends"]["c1"] = service.reads(ctx, friends, 1, cfg.latency_duration)
+    out["friends"]["cref"] = service.reads(ctx, friends, cfg.ref_concurrency, cfg.duration)
+    say(f"{service.FRIENDS_PER_LOOKUP}-id friends lookup, c=1: {_fmt_summary(out['friends']['c1']['latency_ms'])}")
+
     for users in (min(sized), max(sized)):
         result = service.e2e_batched(ctx, sized[users], uniform(users), cfg.ref_concurrency)
         out["ingest_cost"][str(users)] = result

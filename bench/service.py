@@ -227,6 +227,27 @@ def user_urls(ctx: Ctx, board: Any, users: int, count: int = 2000) -> list[str]:
     return [ctx.api(board.slug, f"users/{USER_FORMAT.format(u)}?around=5") for u in picks]
 
 
+# A friends board as a game asks for it: 100 ids (the API's maximum) in one request.
+FRIENDS_PER_LOOKUP = 100
+RANK_RANGE_COUNT = 100
+
+
+def rank_range_urls(ctx: Ctx, board: Any, users: int, count: int = 500) -> list[str]:
+    """Pages of 100 ranks starting around the middle of the board (depth users / 2)."""
+    depth = users // 2
+    starts = ctx.rng.integers(max(1, depth - 5_000), depth + 5_000, size=count)
+    return [ctx.api(board.slug, f"ranks?start={s}&count={RANK_RANGE_COUNT}") for s in starts]
+
+
+def friends_urls(ctx: Ctx, board: Any, users: int, count: int = 500) -> list[str]:
+    """Lookups of 100 random users of the board each."""
+    urls = []
+    for _ in range(count):
+        ids = ",".join(USER_FORMAT.format(u) for u in ctx.rng.integers(0, users, size=FRIENDS_PER_LOOKUP))
+        urls.append(ctx.api(board.slug, f"users?ids={ids}"))
+    return urls
+
+
 async def _freshness(ctx: Ctx, board: Any, events_per_s: float, spread: list[Any]) -> dict[str, Any]:
     cfg = ctx.cfg
     background = batch_calls(
