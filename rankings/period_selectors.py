@@ -3,9 +3,10 @@ period a read names."""
 
 from dataclasses import dataclass
 
+from rankings import periods
 from rankings.models import Leaderboard, TopN
 from rankings.ordering import to_micros
-from rankings.periods import Period, clock_us, iso_instant, period_readable, periods_kept
+from rankings.periods import Period, iso_instant, period_readable, periods_kept
 
 # The strategy a past period's /top is read with: its stored top-N (published by its
 # root, and once closed the final one rebuilt from the database), on both strategies.
@@ -39,7 +40,7 @@ def _kept(leaderboard: Leaderboard, now_us: int) -> list[Period]:
 def leaderboard_periods(*, leaderboard: Leaderboard, now_us: int | None = None) -> PeriodsView:
     """The current period and the kept past ones, newest first, each with its bounds and
     whether it is closed (one query for the flags)."""
-    kept = _kept(leaderboard, clock_us() if now_us is None else now_us)
+    kept = _kept(leaderboard, periods.clock_us() if now_us is None else now_us)
     closed = set(
         TopN.objects.filter(leaderboard=leaderboard, period__in=[p.key for p in kept], closed=True).values_list(
             "period", flat=True
@@ -62,7 +63,7 @@ def leaderboard_period_named(*, leaderboard: Leaderboard, key: str | None) -> st
         leaderboard.period_rule(),
         key,
         keep=leaderboard.keep_periods,
-        now_us=clock_us(),
+        now_us=periods.clock_us(),
         created_us=to_micros(leaderboard.created_at),
     )
     return period.key

@@ -25,14 +25,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from redis import Redis
 
-from rankings import cache, redis_keys
+from rankings import cache, periods, redis_keys
 from rankings.models import Leaderboard, Reset, TopN
 from rankings.ordering import to_micros
 from rankings.periods import (
     Period,
     PeriodMalformed,
     PeriodUnknown,
-    clock_us,
     period_after,
     period_before,
     period_parse,
@@ -189,7 +188,7 @@ def _board_upkeep(
 def periods_upkeep(*, now_us: int | None = None, budget_seconds: float) -> UpkeepReport:
     """One run over every resetting board: open, close and purge what is due at ``now_us``
     (the clock by default; tests pass their own)."""
-    now_us = clock_us() if now_us is None else now_us
+    now_us = periods.clock_us() if now_us is None else now_us
     deadline = time.monotonic() + budget_seconds
     boards = list(Leaderboard.objects.filter(deleting=False).exclude(reset=Reset.NEVER).order_by("id"))
     tops: dict[int, dict[str, bool]] = defaultdict(dict)
