@@ -212,6 +212,11 @@ LEADERBOARD_BOARD_MEMO_CHECK_SECONDS = env_float("LEADERBOARD_BOARD_MEMO_CHECK_S
 # A deleted board's rows go in chunks of this many users (scores and event ids), each
 # chunk its own short transaction (tasks.cleanup).
 LEADERBOARD_DELETE_CHUNK_USERS = env_int("LEADERBOARD_DELETE_CHUNK_USERS", 2000)
+# A period is closed (its final top-N stored) this long after its end, once the ingest
+# backlog is empty: events accepted just before the boundary may still be in flight.
+LEADERBOARD_PERIOD_CLOSE_GRACE_SECONDS = env_int("LEADERBOARD_PERIOD_CLOSE_GRACE_SECONDS", 60)
+# ... and this long after its end whatever the backlog (a load that never lets it empty).
+LEADERBOARD_PERIOD_CLOSE_MAX_WAIT_SECONDS = env_int("LEADERBOARD_PERIOD_CLOSE_MAX_WAIT_SECONDS", 900)
 # How long a starting ingest worker waits for every ingest partition to have a consumer
 # (its own or another worker's) before it exits with status 78 (tasks.worker_check).
 LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS = env_float("LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS", 30.0)

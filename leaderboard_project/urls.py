@@ -15,6 +15,7 @@ from rankings.api import (
     LeaderboardUsersView,
     LeaderboardUserView,
 )
+from rankings.period_api import LeaderboardPeriodsView
 from scores.api import ScoreSubmitView
 
 api_v1 = [
@@ -26,6 +27,7 @@ api_v1 = [
     path("leaderboards/<str:slug>/activity", LeaderboardActivityView.as_view(), name="leaderboard-activity"),
     path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
     path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
+    path("leaderboards/<str:slug>/periods", LeaderboardPeriodsView.as_view(), name="leaderboard-periods"),
 ]
 
 urlpatterns = [

@@ -16,11 +16,22 @@ from rankings.services import index_build_chunk_send, topn_rebuild
 
 @admin.register(Leaderboard)
 class LeaderboardAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "order", "aggregation", "top_n", "created_at", "deleting", "rank_index"]
-    list_filter = ["deleting"]
+    list_display = ["slug", "name", "order", "aggregation", "top_n", "reset", "created_at", "deleting", "rank_index"]
+    list_filter = ["deleting", "reset"]
     search_fields = ["slug", "name"]
     # Ranking fields shape stored scores and indexes; they are fixed once a board exists.
-    fixed_fields = ["slug", "order", "aggregation", "top_n", "min_points", "max_points"]
+    # So are the periods: the keys of stored scores follow the reset and its time zone.
+    fixed_fields = [
+        "slug",
+        "order",
+        "aggregation",
+        "top_n",
+        "min_points",
+        "max_points",
+        "reset",
+        "reset_timezone",
+        "keep_periods",
+    ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Leaderboard | None = None) -> list[str]:
         return self.fixed_fields if obj is not None else []
@@ -91,8 +102,9 @@ class LeaderboardAdmin(admin.ModelAdmin):
 
 @admin.register(TopN)
 class TopNAdmin(admin.ModelAdmin):
-    list_display = ["leaderboard", "period", "version", "as_of", "size"]
-    readonly_fields = ["leaderboard", "period", "version", "as_of", "ranking"]
+    list_display = ["leaderboard", "period", "closed", "version", "as_of", "size"]
+    list_filter = ["closed"]
+    readonly_fields = ["leaderboard", "period", "closed", "version", "as_of", "ranking"]
     exclude = ["entries"]
 
     @admin.display(description="entries")

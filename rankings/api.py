@@ -18,6 +18,8 @@ from rest_framework.views import APIView
 
 from leaderboard_project.pagination import SlugCursorPagination
 from rankings.models import Leaderboard
+from rankings.period_api import PERIOD_PARAMETER, read_period
+from rankings.period_selectors import top_strategy
 from rankings.selectors import (
     TopJson,
     leaderboard_by_slug,
@@ -130,12 +132,13 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag == "*" or tag.removeprefix("W/") == etag for tag in parse_etags(if_none_match))
 
 
-def _top_etag(board: Leaderboard, top: TopJson, limit: int) -> str:
+def _top_etag(board: Leaderboard, period: str, top: TopJson, limit: int) -> str:
+    # Each period has its own top-N (and TopN versions): the period is part of the tag.
     if top.version is not None:
         # A TopN version names one list, and its as_of, for good: no need to hash it.
-        return f'"{board.id}.{top.version}.{limit}"'
+        return f'"{board.id}.{period}.{top.version}.{limit}"'
     # The live index (sorted_set) has no version: the entries' bytes are the tag.
-    return f'"{board.id}.h{hashlib.blake2b(b",".join(top.entries), digest_size=8).hexdigest()}.{limit}"'
+    return f'"{board.id}.{period}.h{hashlib.blake2b(b",".join(top.entries), digest_size=8).hexdigest()}.{limit}"'
 
 
 def _top_limit(request: Request, board: Leaderboard) -> int:
@@ -162,22 +165,24 @@ class LeaderboardTopView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("limit", int, description="1 to the board's top_n; default min(10, top_n)"),
+            PERIOD_PARAMETER,
             OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, description="an ETag of an earlier answer"),
         ],
         responses={
             200: TopOutputSerializer,
             304: OpenApiResponse(description="Not modified: the top-N is still the one of the ETag sent"),
-            400: OpenApiResponse(description="Bad limit"),
-            404: None,
+            400: OpenApiResponse(description="Bad limit or period"),
+            404: OpenApiResponse(description="Unknown board, or a period the board does not keep"),
         },
     )
     def get(self, request: Request, slug: str) -> HttpResponse:
         board = board_or_404(slug)
         limit = _top_limit(request, board)
-        strategy = settings.LEADERBOARD_RANKING_STRATEGY
-        top = leaderboard_top_json(leaderboard=board, period=board.current_period(), limit=limit, strategy=strategy)
+        period = read_period(request, board)
+        strategy = top_strategy(leaderboard=board, period=period, strategy=settings.LEADERBOARD_RANKING_STRATEGY)
+        top = leaderboard_top_json(leaderboard=board, period=period, limit=limit, strategy=strategy)
         # no-cache: a client may keep the answer but must revalidate it, which is a 304 here.
-        headers = {"ETag": _top_etag(board, top, limit), "Cache-Control": "no-cache"}
+        headers = {"ETag": _top_etag(board, period, top, limit), "Cache-Control": "no-cache"}
         if _matches(request.headers.get("If-None-Match"), headers["ETag"]):
             return HttpResponseNotModified(headers=headers)
         body = b'{"leaderboard":%b,"as_of":%b,"entries":[%b]}' % (
@@ -193,14 +198,19 @@ class LeaderboardUserView(APIView):
     content_negotiation_class = JsonOnly
 
     @extend_schema(
-        parameters=[OpenApiParameter("around", int, description="0-50 neighbours on each side; default 0")],
+        parameters=[
+            OpenApiParameter("around", int, description="0-50 neighbours on each side; default 0"),
+            PERIOD_PARAMETER,
+        ],
         responses={200: UserRankOutputSerializer, 400: OpenApiResponse(description="Bad query"), 404: None},
     )
     def get(self, request: Request, slug: str, user_id: str) -> Response:
         board = board_or_404(slug)
         query = UserRankQuerySerializer(data={**request.query_params.dict(), "user_id": user_id})
         query.is_valid(raise_exception=True)
-        view = leaderboard_user_rank(leaderboard=board, user_id=user_id, around=query.validated_data["around"])
+        period = read_period(request, board)
+        around = query.validated_data["around"]
+        view = leaderboard_user_rank(leaderboard=board, user_id=user_id, around=around, period=period)
         if view is None:
             raise Http404(f"User '{user_id}' has no score on '{board.slug}'.")
         # Plain data in UserRankOutputSerializer's shape (documented above), rendered directly.
@@ -214,14 +224,14 @@ class LeaderboardRanksView(APIView):
     content_negotiation_class = JsonOnly
 
     @extend_schema(
-        parameters=[RankRangeQuerySerializer],
+        parameters=[RankRangeQuerySerializer, PERIOD_PARAMETER],
         responses={200: RankRangeOutputSerializer, 400: OpenApiResponse(description="Bad query"), 404: None},
     )
     def get(self, request: Request, slug: str) -> Response:
         board = board_or_404(slug)
         query = RankRangeQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        period = board.current_period()  # the place a ?period= will set
+        period = read_period(request, board)
         ranks = leaderboard_rank_range(leaderboard=board, period=period, **query.validated_data)
         # Plain data in RankRangeOutputSerializer's shape, rendered directly.
         return Response({"leaderboard": board.slug, "period": period, "total": ranks.total, "entries": ranks.entries})
@@ -236,13 +246,13 @@ class LeaderboardUsersView(APIView):
 
     @extend_schema(
         operation_id="v1_leaderboards_users_list",
-        parameters=[UserIdsQuerySerializer],
+        parameters=[UserIdsQuerySerializer, PERIOD_PARAMETER],
         responses={200: UsersOutputSerializer, 400: OpenApiResponse(description="Bad ids"), 404: None},
     )
     def get(self, request: Request, slug: str) -> Response:
         board = board_or_404(slug)
         query = UserIdsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        period = board.current_period()  # the place a ?period= will set
+        period = read_period(request, board)
         entries = leaderboard_ranks_of(leaderboard=board, period=period, user_ids=query.validated_data["ids"])
         return Response({"leaderboard": board.slug, "period": period, "entries": entries})

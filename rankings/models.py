@@ -2,23 +2,37 @@
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from rankings import periods
 from scores.citus import citus_sequential_modify
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-# Today every board has one period; periodic boards will add more without a migration of
-# the hot score table, whose key already carries the period.
-ALL_TIME = "all"
+# The one period of a board that never resets; resetting boards have one per day, ISO
+# week or month (rankings.periods), in the same score table, whose key carries the period.
+ALL_TIME = periods.ALL_TIME
 
 
 class Order(models.TextChoices):
     DESC = "desc", "higher is better"
     ASC = "asc", "lower is better"
+
+
+class Reset(models.TextChoices):
+    NEVER = periods.NEVER, "never"
+    DAILY = periods.DAILY, "daily"
+    WEEKLY = periods.WEEKLY, "weekly (ISO weeks, from Monday)"
+    MONTHLY = periods.MONTHLY, "monthly"
+
+
+def validate_timezone(name: str) -> None:
+    if name not in periods.timezone_names():
+        raise ValidationError(f"'{name}' is not an IANA time zone name (e.g. 'UTC', 'Europe/Berlin').")
 
 
 class Aggregation(models.TextChoices):
@@ -49,6 +63,15 @@ class Leaderboard(models.Model):
     min_points = models.BigIntegerField(default=0)
     max_points = models.BigIntegerField(default=10**12)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Periods: when the board starts afresh, in which time zone, and how many past periods
+    # stay readable. Fixed once the board exists, like the ranking fields.
+    reset = models.CharField(max_length=7, choices=Reset.choices, default=Reset.NEVER, db_default=Reset.NEVER)
+    reset_timezone = models.CharField(
+        max_length=64, default="UTC", db_default="UTC", validators=[validate_timezone], help_text="IANA name"
+    )
+    keep_periods = models.PositiveSmallIntegerField(
+        default=12, db_default=12, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
     # Set when an operator deletes the board: it leaves the API and ingest at once, and a
     # maintenance task removes its rows in chunks and its Redis keys (tasks.cleanup).
     deleting = models.BooleanField(default=False, db_default=False, editable=False)
@@ -69,12 +92,22 @@ class Leaderboard(models.Model):
             citus_sequential_modify(using)
             return super().delete(using=using, keep_parents=keep_parents)
 
+    def period_rule(self) -> periods.PeriodRule:
+        return periods.PeriodRule(self.reset, self.reset_timezone)
+
     def current_period(self) -> str:
-        return ALL_TIME
+        return self.period_of(periods.clock_us())
 
     def period_of(self, accepted_us: int) -> str:
-        """The period an event accepted at this time counts in (every board has one today)."""
-        return ALL_TIME
+        """The period an event accepted at this time counts in."""
+        if self.reset == Reset.NEVER:
+            return ALL_TIME
+        # Ingest asks once per event and reads once per request: the last period found is
+        # kept on this (per-process, memoized) board and answers while the instant is in it.
+        last = getattr(self, "_last_period", None)
+        if last is None or not (last.starts_us <= accepted_us < last.ends_us):
+            last = self._last_period = periods.period_at(self.period_rule(), accepted_us)
+        return last.key
 
     def sort_key_of(self, score: int) -> int:
         """The value an ascending index sorts by: the score itself, or its negation on desc boards."""
@@ -93,6 +126,9 @@ class TopN(models.Model):
     entries = models.JSONField(default=list)
     version = models.BigIntegerField(default=0)
     as_of = models.DateTimeField(null=True, blank=True)
+    # The period is over and this is its final top-N, rebuilt from the database
+    # (rankings.period_upkeep); never set for a board's current period.
+    closed = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         verbose_name = "top-N"

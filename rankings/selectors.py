@@ -147,10 +147,10 @@ def leaderboard_top_json(*, leaderboard: Leaderboard, period: str, limit: int, s
     return _top_from_database(leaderboard=leaderboard, period=period, limit=limit, strategy=strategy)
 
 
-def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str) -> TopView:
+def leaderboard_top(*, leaderboard: Leaderboard, limit: int, strategy: str, period: str | None = None) -> TopView:
     """The top-N as plain data (checks and tools; the API serves ``leaderboard_top_json``)."""
     top = leaderboard_top_json(
-        leaderboard=leaderboard, period=leaderboard.current_period(), limit=limit, strategy=strategy
+        leaderboard=leaderboard, period=period or leaderboard.current_period(), limit=limit, strategy=strategy
     )
     return TopView(as_of=top.as_of, entries=msgspec.json.decode(b"[" + b",".join(top.entries) + b"]"))
 
@@ -183,9 +183,12 @@ def _top_percent(rank: int, total: int) -> float:
     return 100.0 * rank / total
 
 
-def leaderboard_user_rank(*, leaderboard: Leaderboard, user_id: str, around: int) -> UserRankView | None:
-    """A user's exact rank, score, board total and neighbours; None when not on the board."""
-    period = leaderboard.current_period()
+def leaderboard_user_rank(
+    *, leaderboard: Leaderboard, user_id: str, around: int, period: str | None = None
+) -> UserRankView | None:
+    """A user's exact rank, score, board total and neighbours in a period (default the
+    current one); None when not on the board."""
+    period = period or leaderboard.current_period()
     desc = is_desc(leaderboard)
     try:
         answer = cache.index_read_rank(cache.redis_client(), leaderboard.id, period, user_id, around)

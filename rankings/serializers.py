@@ -1,18 +1,35 @@
 """Input and output shapes of the leaderboard API."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework import serializers
 
 from rankings.models import INT64_MAX, INT64_MIN, Leaderboard, id_validator
+
+BOARD_PERIOD_FIELDS = ["reset", "reset_timezone", "keep_periods"]
 
 
 class LeaderboardInputSerializer(serializers.ModelSerializer):
     min_points = serializers.IntegerField(min_value=INT64_MIN, max_value=INT64_MAX, default=0)
     max_points = serializers.IntegerField(min_value=INT64_MIN, max_value=INT64_MAX, default=10**12)
     top_n = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+    keep_periods = serializers.IntegerField(
+        min_value=1, max_value=1000, default=12, help_text="past periods that stay readable, 1 to 1000"
+    )
 
     class Meta:
         model = Leaderboard
-        fields = ["slug", "name", "order", "aggregation", "top_n", "min_points", "max_points"]
+        fields = ["slug", "name", "order", "aggregation", "top_n", "min_points", "max_points", *BOARD_PERIOD_FIELDS]
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A typo such as "rest": "daily" must not pass silently as a board that never resets.
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                known = f"Unknown field; the fields are {', '.join(self.fields)}."
+                raise serializers.ValidationError({name: [known] for name in unknown})
+        return super().to_internal_value(data)
 
     def validate(self, attrs: dict) -> dict:
         if attrs["min_points"] > attrs["max_points"]:
@@ -23,7 +40,17 @@ class LeaderboardInputSerializer(serializers.ModelSerializer):
 class LeaderboardOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Leaderboard
-        fields = ["slug", "name", "order", "aggregation", "top_n", "min_points", "max_points", "created_at"]
+        fields = [
+            "slug",
+            "name",
+            "order",
+            "aggregation",
+            "top_n",
+            "min_points",
+            "max_points",
+            *BOARD_PERIOD_FIELDS,
+            "created_at",
+        ]
 
 
 class RankedEntrySerializer(serializers.Serializer):
@@ -107,3 +134,16 @@ class UsersOutputSerializer(serializers.Serializer):
     leaderboard = serializers.CharField()
     period = serializers.CharField()
     entries = RankedEntrySerializer(many=True)
+
+
+class PeriodOutputSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="'all', '2026-11-28', '2026-W48' or '2026-11', in the board's time zone")
+    starts_at = serializers.DateTimeField(allow_null=True)
+    ends_at = serializers.DateTimeField(allow_null=True)
+    closed = serializers.BooleanField(help_text="over, with its final top-N stored")
+
+
+class PeriodsOutputSerializer(serializers.Serializer):
+    leaderboard = serializers.CharField()
+    current = serializers.CharField()
+    periods = PeriodOutputSerializer(many=True, help_text="newest first: the current one and the kept past ones")

@@ -61,6 +61,17 @@ def backlog_count(*, published: int = 0, applied: int = 0) -> None:
         logger.warning("backlog counter not updated: %s", exc)
 
 
+def backlog_in_flight() -> int:
+    """Events published and not yet applied, by the counters (0 when Redis cannot tell:
+    the caller then relies on its own grace)."""
+    try:
+        published, applied = redis_client().mget([_counter_key("published"), _counter_key("applied")])
+    except RedisError as exc:
+        logger.warning("backlog counters not read: %s", exc)
+        return 0
+    return int(published or 0) - int(applied or 0)
+
+
 # KEYS: published, applied. ARGV: "level" to set published to applied (the pipeline is
 # idle). A published count below the applied one (a redelivery applied twice) is levelled
 # at once. Returns {backlog, applied}.

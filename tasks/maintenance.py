@@ -1,10 +1,15 @@
-"""Maintenance tasks run by beat: sweep stranded rounds, reconcile the top-N, purge old event ids."""
+"""Maintenance tasks run by beat: sweep stranded rounds, reconcile the top-N, purge old
+event ids, open, close and purge the periods of resetting boards."""
+
+from dataclasses import asdict
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from operations.reconcile import reconcile_mark
 from rankings.cache import redis_client
+from rankings.period_upkeep import PERIOD_UPKEEP_TASK, periods_upkeep
 from rankings.selectors import leaderboards_by_id
 from rankings.services import board_reconcile, reconcile_fanout, rounds_sweep
 from scores.maintenance import processed_events_purge
@@ -35,3 +40,12 @@ def purge_event_ids() -> int:
 @shared_task(name="tasks.maintenance.sweep_rounds", expires=4)
 def sweep_rounds() -> int:
     return rounds_sweep()
+
+
+@shared_task(name=PERIOD_UPKEEP_TASK, expires=55, autoretry_for=TRANSIENT_ERRORS, max_retries=3, retry_backoff=2)
+def period_upkeep(now_us: int | None = None) -> dict[str, list[str]]:
+    """Open the next periods, close the finished ones, purge those past keep_periods.
+    ``now_us`` is for tests that set the clock; beat sends none. A purge cut short by
+    the budget is finished by the next run."""
+    report = periods_upkeep(now_us=now_us, budget_seconds=settings.CELERY_TASK_SOFT_TIME_LIMIT / 3)
+    return asdict(report)

@@ -19,5 +19,8 @@ SCHEDULES = [
     # Fans out one reconcile per changed board (and a slow sweep): repairs what a crash left
     # stale, the top-N table and cache, a stale or lost rank index.
     Schedule("reconcile top-N", "tasks.maintenance.reconcile_topn", every_seconds=30, expires_seconds=25),
+    # Resetting boards: opens the next period, closes finished ones (final top-N stored) a
+    # grace after their end, purges those past keep_periods.
+    Schedule("close and purge periods", "tasks.maintenance.period_upkeep", every_seconds=30, expires_seconds=25),
     Schedule("purge old event ids", "tasks.maintenance.purge_event_ids", every_seconds=3600, expires_seconds=3000),
 ]

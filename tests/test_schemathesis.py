@@ -49,6 +49,7 @@ def fuzz_world(transactional_db) -> dict[str, list[str]]:
         leaderboard_create(slug="fuzz", name="Fuzz", min_points=-1000),
         leaderboard_create(slug="fuzz-asc", name="Fuzz asc", order="asc", aggregation="best", top_n=5),
         leaderboard_create(slug="fuzz-last", name="Fuzz last", aggregation="last", max_points=100),
+        leaderboard_create(slug="fuzz-daily", name="Fuzz daily", reset="daily", reset_timezone="Europe/Berlin"),
     ]
     for board in boards:
         for n, user_id in enumerate(USERS):
