@@ -15,20 +15,26 @@ messages therefore cannot change a result.
 """
 
 import logging
+import re
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
+from typing import Protocol
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
+from psycopg import sql
 
 from leaderboard_project import metrics
 from rankings.models import Aggregation, Leaderboard, Order
 from rankings.ordering import INT64_MAX, from_micros, to_micros
 from rankings.selectors import leaderboards_by_id
 from scores.admission import admission_check
+from scores.citus import scores_distributed, user_shards
 from scores.publisher import BrokerUnavailable, ingest_publisher
 from tasks.messages import ChangedRow, Row, ScoreEvent
 
@@ -121,15 +127,12 @@ def _better(group: _Group, new: str, old: str) -> str:
     return f"{new} > {old}" if group.desc else f"{new} < {old}"
 
 
-def _upsert_sql(group: _Group) -> str:
-    """One statement per group. "s" is the stored row, EXCLUDED this batch's change.
-
-    Rows are inserted in key order, so concurrent batches lock rows in one order and
-    cannot deadlock; groups run in a fixed order for the same reason. A row the change
-    cannot move is left alone (the WHERE) and read back by ``_CURRENT_ROWS_SQL``.
-    """
-    sign = "-" if group.desc else ""
+def _upsert_conflict_sql(group: _Group) -> str:
+    """How this batch's change ("EXCLUDED") meets the stored row ("s"), for both ways of
+    writing rows. A row the change cannot move is left alone (the WHERE) and read back by
+    ``_CURRENT_ROWS_SQL``."""
     if group.aggregation == Aggregation.SUM:
+        sign = "-" if group.desc else ""
         # The exact total is kept (exact_total) while it lies beyond the bigint range, so
         # the stored score is always the saturated exact sum of every event, however the
         # events were batched: clamping each batch's sum would depend on the batching.
@@ -150,43 +153,65 @@ def _upsert_sql(group: _Group) -> str:
             reached_at = EXCLUDED.reached_at, reached_by = EXCLUDED.reached_by"""
         where = "(EXCLUDED.reached_at, EXCLUDED.reached_by) > (s.reached_at, s.reached_by)"
     return f"""
-        INSERT INTO scores_score AS s
-            (user_id, leaderboard_id, period, score, sort_key, reached_at, reached_by, version, exact_total)
-        SELECT t.u, t.b, t.p, t.v, {sign}t.v, t.r, t.e, 1,
-               CASE WHEN abs(t.x::numeric) > {INT64_MAX} THEN t.x::numeric END
-        FROM (SELECT t.u, t.b, t.p, t.v, {_FROM_MICROS.format("t.r")} AS r, t.e, t.x
-              FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(periods)s::text[], %(values)s::bigint[],
-                          %(reached)s::bigint[], %(by)s::text[], %(exact)s::text[]) AS t(u, b, p, v, r, e, x)) AS t
-        ORDER BY t.u, t.b, t.p
         ON CONFLICT (user_id, leaderboard_id, period) DO UPDATE SET {update}, version = s.version + 1
         WHERE {where}
         RETURNING leaderboard_id, period, user_id, score, reached_at, version
     """
 
 
+_UPSERT_INTO = """
+    INSERT INTO scores_score AS s
+        (user_id, leaderboard_id, period, score, sort_key, reached_at, reached_by, version, exact_total)
+"""
+
+
+def _upsert_sql(group: _Group) -> str:
+    """One statement per group, from arrays (plain PostgreSQL).
+
+    Rows are inserted in key order, so concurrent batches lock rows in one order and
+    cannot deadlock; groups run in a fixed order for the same reason.
+    """
+    sign = "-" if group.desc else ""
+    return f"""{_UPSERT_INTO}
+        SELECT t.u, t.b, t.p, t.v, {sign}t.v, t.r, t.e, 1,
+               CASE WHEN abs(t.x::numeric) > {INT64_MAX} THEN t.x::numeric END
+        FROM (SELECT t.u, t.b, t.p, t.v, {_FROM_MICROS.format("t.r")} AS r, t.e, t.x
+              FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(periods)s::text[], %(values)s::bigint[],
+                          %(reached)s::bigint[], %(by)s::text[], %(exact)s::text[]) AS t(u, b, p, v, r, e, x)) AS t
+        ORDER BY t.u, t.b, t.p
+        {_upsert_conflict_sql(group)}
+    """
+
+
 # Microseconds since the epoch as a timestamptz, exactly (no float on the way).
 _FROM_MICROS = "('epoch'::timestamptz + {} * interval '1 microsecond')"
 
-_RECORD_EVENTS_SQL = """
-    INSERT INTO scores_processedevent (user_id, leaderboard_id, event_id, applied_at)
+_RECORD_EVENTS_INTO = "INSERT INTO scores_processedevent (user_id, leaderboard_id, event_id, applied_at)"
+_RECORD_EVENTS_CONFLICT = "ON CONFLICT DO NOTHING RETURNING user_id, leaderboard_id, event_id"
+_RECORD_EVENTS_SQL = f"""
+    {_RECORD_EVENTS_INTO}
     SELECT t.u, t.b, t.e, %(now)s
     FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(events)s::text[]) AS t(u, b, e)
     ORDER BY t.u, t.b, t.e
-    ON CONFLICT DO NOTHING
-    RETURNING user_id, leaderboard_id, event_id
+    {_RECORD_EVENTS_CONFLICT}
 """
 
 # Rows a zero-points event creates (a user on the board at 0), in key order; existing
 # rows are left alone and read back like every other row the batch did not move.
-_TOUCH_SQL = """
+_TOUCH_INTO = """
     INSERT INTO scores_score AS s
         (user_id, leaderboard_id, period, score, sort_key, reached_at, reached_by, version)
+"""
+_TOUCH_CONFLICT = """
+    ON CONFLICT (user_id, leaderboard_id, period) DO NOTHING
+    RETURNING leaderboard_id, period, user_id, score, reached_at, version
+"""
+_TOUCH_SQL = f"""{_TOUCH_INTO}
     SELECT t.u, t.b, t.p, 0, 0, t.r, '', 1
     FROM unnest(%(users)s::text[], %(boards)s::bigint[], %(periods)s::text[], %(reached)s::timestamptz[])
          AS t(u, b, p, r)
     ORDER BY t.u, t.b, t.p
-    ON CONFLICT (user_id, leaderboard_id, period) DO NOTHING
-    RETURNING leaderboard_id, period, user_id, score, reached_at, version
+    {_TOUCH_CONFLICT}
 """
 
 _CURRENT_ROWS_SQL = """
@@ -227,15 +252,229 @@ def _key_arrays(keys: Sequence[_Key]) -> dict[str, str | list[str]]:
     }
 
 
+def _key_order(key: _Key) -> tuple[str, int, str]:
+    return (key.user_id, key.leaderboard_id, key.period)
+
+
+def _group_order(group: _Group) -> tuple[str, bool]:
+    return (group.aggregation, group.desc)
+
+
+# (user_id, leaderboard_id, event_id): one processed-event row.
+EventKey = tuple[str, int, str]
+
+
+class _Statements(Protocol):
+    """How one part of a batch reaches the tables; every method returns what it wrote."""
+
+    def record_events(self, ids: Sequence[EventKey], applied_at: datetime) -> set[EventKey]: ...
+
+    def upsert(self, group: _Group, keys: Sequence[_Key], changes: Mapping[_Key, _Change]) -> list[ChangedRow]: ...
+
+    def touch(self, keys: Sequence[_Key], reached_us: Mapping[_Key, int]) -> list[ChangedRow]: ...
+
+
+@dataclass(frozen=True)
+class _ArrayStatements:
+    """Plain PostgreSQL: the whole batch in one ``INSERT … SELECT FROM unnest(…)`` per table
+    and group, the rows sorted by key in the statement."""
+
+    cursor: CursorWrapper
+
+    def record_events(self, ids: Sequence[EventKey], applied_at: datetime) -> set[EventKey]:
+        self.cursor.execute(
+            _RECORD_EVENTS_SQL,
+            {
+                "now": applied_at,
+                "users": _text_array(k[0] for k in ids),
+                "boards": _int_array(k[1] for k in ids),
+                "events": _text_array(k[2] for k in ids),
+            },
+        )
+        return {tuple(row) for row in self.cursor.fetchall()}
+
+    def upsert(self, group: _Group, keys: Sequence[_Key], changes: Mapping[_Key, _Change]) -> list[ChangedRow]:
+        self.cursor.execute(
+            _upsert_sql(group),
+            {
+                **_key_arrays(keys),
+                "values": _int_array(_clamp(changes[k].value) for k in keys),
+                # The batch's exact value ("sum" keeps it when it is beyond the bigint range).
+                "exact": _text_array(str(changes[k].value) for k in keys),
+                "reached": _int_array(changes[k].reached_us for k in keys),
+                "by": _text_array(changes[k].reached_by for k in keys),
+            },
+        )
+        return _as_changed(self.cursor.fetchall())
+
+    def touch(self, keys: Sequence[_Key], reached_us: Mapping[_Key, int]) -> list[ChangedRow]:
+        self.cursor.execute(_TOUCH_SQL, {**_key_arrays(keys), "reached": [from_micros(reached_us[k]) for k in keys]})
+        return _as_changed(self.cursor.fetchall())
+
+
+# Text written into the statement as it is: the id and period alphabets (validated at the
+# door), server event ids ("~") and ISO timestamps. Anything else is quoted by psycopg.
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_.:~+ -]*\Z")
+
+
+@dataclass(frozen=True)
+class _ShardStatements:
+    """Citus: one shard's rows in a multi-row ``INSERT … VALUES`` per table and group.
+
+    Citus plans an ``INSERT … SELECT FROM unnest(…)`` "pull to coordinator" (the rows go
+    to the workers as intermediate results, the tasks of all shards run in parallel under
+    a shard lock per statement), whatever rows it holds. A multi-row VALUES whose rows
+    all fall in one shard is router-planned: one task, sent to the worker as it is, rows
+    in the order written (tests/test_citus_ingest.py checks the plan).
+    """
+
+    cursor: CursorWrapper
+
+    def _text(self, value: str) -> str:
+        if _PLAIN_TEXT.match(value):
+            return f"'{value}'"
+        return sql.Literal(value).as_string(self.cursor.connection)
+
+    def _moment(self, moment: datetime) -> str:
+        return self._text(moment.isoformat())
+
+    def _returning(self, head: str, rows: Iterable[str], tail: str) -> list[tuple]:
+        self.cursor.execute(f"{head} VALUES {','.join(rows)} {tail}")
+        return self.cursor.fetchall()
+
+    def record_events(self, ids: Sequence[EventKey], applied_at: datetime) -> set[EventKey]:
+        at = self._moment(applied_at)
+        rows = (f"({self._text(u)},{int(b)},{self._text(e)},{at})" for u, b, e in ids)
+        return {tuple(row) for row in self._returning(_RECORD_EVENTS_INTO, rows, _RECORD_EVENTS_CONFLICT)}
+
+    def upsert(self, group: _Group, keys: Sequence[_Key], changes: Mapping[_Key, _Change]) -> list[ChangedRow]:
+        sign = -1 if group.desc else 1
+        rows = []
+        for k in keys:
+            change = changes[k]
+            value = _clamp(change.value)
+            # The batch's exact value ("sum" keeps it when it is beyond the bigint range).
+            exact = str(change.value) if abs(change.value) > INT64_MAX else "NULL"
+            rows.append(
+                f"({self._text(k.user_id)},{int(k.leaderboard_id)},{self._text(k.period)},{value},{sign * value},"
+                f"{self._moment(from_micros(change.reached_us))},{self._text(change.reached_by)},1,{exact})"
+            )
+        return _as_changed(self._returning(_UPSERT_INTO, rows, _upsert_conflict_sql(group)))
+
+    def touch(self, keys: Sequence[_Key], reached_us: Mapping[_Key, int]) -> list[ChangedRow]:
+        rows = (
+            f"({self._text(k.user_id)},{int(k.leaderboard_id)},{self._text(k.period)},0,0,"
+            f"{self._moment(from_micros(reached_us[k]))},'',1)"
+            for k in keys
+        )
+        return _as_changed(self._returning(_TOUCH_INTO, rows, _TOUCH_CONFLICT))
+
+
+@dataclass
+class _Applied:
+    """What one part of a batch did: rows written, rows it concerns, event ids that were new."""
+
+    changed: list[ChangedRow] = field(default_factory=list)
+    touched: set[_Key] = field(default_factory=set)
+    fresh_ids: set[EventKey] = field(default_factory=set)
+
+
+def _apply_part(
+    statements: _Statements,
+    boards: dict[int, Leaderboard],
+    unique: dict[EventKey, ScoreEvent],
+    applied_at: datetime,
+    *,
+    touches_in_key_order: bool,
+) -> _Applied:
+    """Record the part's event ids, then write the rows their fresh events change.
+
+    ``touches_in_key_order`` (Citus): the zero-points rows of a group are written between
+    its upserts, in one key order, so that every score row of the shard is locked in
+    (group, key) order. One key is an upsert in one batch and a touch in another: with
+    the touches last, two batches could take two rows in opposite orders.
+    """
+    fresh_ids = statements.record_events(sorted(unique), applied_at)
+    done = _Applied(fresh_ids=fresh_ids)
+    fresh: dict[_Key, list[ScoreEvent]] = defaultdict(list)
+    for event_key, event in unique.items():
+        board = boards[event.leaderboard_id]
+        key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
+        done.touched.add(key)
+        if event_key in fresh_ids:
+            fresh[key].append(event)
+
+    changes: dict[_Group, dict[_Key, _Change]] = defaultdict(dict)
+    idle: dict[_Group, dict[_Key, int]] = defaultdict(dict)
+    for key, key_events in fresh.items():
+        board = boards[key.leaderboard_id]
+        group = _Group(board.aggregation, board.order == Order.DESC)
+        change = _aggregate(board, key_events)
+        if change is None:
+            idle[group][key] = max(e.accepted_us for e in key_events)
+        else:
+            changes[group][key] = change
+
+    if touches_in_key_order:
+        for group in sorted(changes.keys() | idle.keys(), key=_group_order):
+            group_changes, group_idle = changes[group], idle[group]
+            keys = sorted(group_changes.keys() | group_idle.keys(), key=_key_order)
+            for is_idle, run in groupby(keys, key=group_idle.__contains__):
+                run_keys = list(run)
+                if is_idle:
+                    done.changed += statements.touch(run_keys, group_idle)
+                else:
+                    done.changed += statements.upsert(group, run_keys, group_changes)
+        return done
+    for group in sorted(changes, key=_group_order):
+        done.changed += statements.upsert(group, sorted(changes[group], key=_key_order), changes[group])
+    all_idle = {key: reached for group_idle in idle.values() for key, reached in group_idle.items()}
+    if all_idle:
+        done.changed += statements.touch(sorted(all_idle, key=_key_order), all_idle)
+    return done
+
+
+def _shard_parts(cursor: CursorWrapper, unique: dict[EventKey, ScoreEvent]) -> list[dict[EventKey, ScoreEvent]]:
+    """The batch's events cut by the shard of their user, in ascending shard id."""
+    shards = user_shards(cursor, _text_array(sorted({user for user, _, _ in unique})))
+    parts: dict[int, dict[EventKey, ScoreEvent]] = defaultdict(dict)
+    for event_key, event in unique.items():
+        parts[shards[event_key[0]]][event_key] = event
+    return [parts[shard] for shard in sorted(parts)]
+
+
 def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = None) -> list[ChangedRow]:
     """Apply events exactly once and return the current rows of every user they touched.
 
     Users whose events were all duplicates (or could not move their row) are returned
     too: after a crash between the commit and the hand-off to ranking, the redelivered
     batch re-sends their rows, so the ranking side never misses a change.
+
+    Lock order. Every transaction takes its row locks (and its waits on another
+    transaction's uncommitted event id or score row) in one total order, so no two can
+    wait on each other in a cycle: a transaction only ever waits for a lock above all it
+    holds, and a cycle would need a lock above itself.
+    - Plain PostgreSQL: event ids in key order, then score rows group by group in key
+      order (then the zero-points rows), each table in one statement.
+    - Citus: statements run on the workers, and a cycle can span nodes, which the local
+      detectors do not see (Citus's distributed detector cancels one side after about
+      2 s). The batch is cut by shard and each shard's statements are router-planned
+      to that shard alone, issued one at a time, in ascending shard id: for each shard its
+      event ids (user, board, event id order), then its score rows by (group, key). The
+      order is therefore (shard id, table, group, key) on every node, and the coordinator
+      waits on one worker at a time. The event ids and score rows of a user share a shard
+      (colocated), so the fresh ids a shard's upserts need are known by then.
+    - Outside this order: the top-N row lock (rank tasks) is one row of another table,
+      held alone, and ingest never waits for it; rank reads take no locks. Board
+      deletion removes rows only after ingest has stopped taking the board (it is marked
+      first; the boards memo lasts up to a second), and marking it locks the board's
+      reference-table row on every node, which ingest's deferred foreign-key checks
+      share (FOR KEY SHARE at commit): a batch still committing for that board when it
+      is marked may deadlock with the marking; the detector cancels one and the task
+      retries (README, Citus).
     """
     boards = leaderboards_by_id({event.leaderboard_id for event in events})
-    unique: dict[tuple[str, int, str], ScoreEvent] = {}
+    unique: dict[EventKey, ScoreEvent] = {}
     for event in events:
         if event.leaderboard_id not in boards:
             logger.warning("dropping event for deleted leaderboard %s", event.leaderboard_id)
@@ -245,61 +484,22 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
         return []
 
     with transaction.atomic(), connection.cursor() as cursor:
-        ids = sorted(unique)
-        cursor.execute(
-            _RECORD_EVENTS_SQL,
-            {
-                "now": now or from_micros(now_micros()),
-                "users": _text_array(k[0] for k in ids),
-                "boards": _int_array(k[1] for k in ids),
-                "events": _text_array(k[2] for k in ids),
-            },
-        )
-        fresh_ids = {tuple(row) for row in cursor.fetchall()}
-
-        fresh: dict[_Key, list[ScoreEvent]] = defaultdict(list)
-        touched: set[_Key] = set()
-        for event_key, event in unique.items():
-            board = boards[event.leaderboard_id]
-            key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
-            touched.add(key)
-            if event_key in fresh_ids:
-                fresh[key].append(event)
-
-        changes: dict[_Group, dict[_Key, _Change]] = defaultdict(dict)
-        idle: dict[_Key, int] = {}
-        for key, key_events in fresh.items():
-            board = boards[key.leaderboard_id]
-            change = _aggregate(board, key_events)
-            if change is None:
-                idle[key] = max(e.accepted_us for e in key_events)
-            else:
-                changes[_Group(board.aggregation, board.order == Order.DESC)][key] = change
-
-        changed: list[ChangedRow] = []
-        for group in sorted(changes, key=lambda g: (g.aggregation, g.desc)):
-            group_changes = changes[group]
-            group_keys = sorted(group_changes, key=lambda k: (k.user_id, k.leaderboard_id, k.period))
-            cursor.execute(
-                _upsert_sql(group),
-                {
-                    **_key_arrays(group_keys),
-                    "values": _int_array(_clamp(group_changes[k].value) for k in group_keys),
-                    # The batch's exact value ("sum" keeps it when it is beyond the bigint range).
-                    "exact": _text_array(str(group_changes[k].value) for k in group_keys),
-                    "reached": _int_array(group_changes[k].reached_us for k in group_keys),
-                    "by": _text_array(group_changes[k].reached_by for k in group_keys),
-                },
-            )
-            changed += _as_changed(cursor.fetchall())
-        if idle:
-            idle_keys = sorted(idle, key=lambda k: (k.user_id, k.leaderboard_id, k.period))
-            cursor.execute(_TOUCH_SQL, {**_key_arrays(idle_keys), "reached": [from_micros(idle[k]) for k in idle_keys]})
-            changed += _as_changed(cursor.fetchall())
+        applied_at = now or from_micros(now_micros())
+        if scores_distributed(cursor):
+            applied = [
+                _apply_part(_ShardStatements(cursor), boards, part, applied_at, touches_in_key_order=True)
+                for part in _shard_parts(cursor, unique)
+            ]
+        else:
+            applied = [_apply_part(_ArrayStatements(cursor), boards, unique, applied_at, touches_in_key_order=False)]
+        changed = [row for part in applied for row in part.changed]
+        touched = {key for part in applied for key in part.touched}
+        fresh_ids = {event_key for part in applied for event_key in part.fresh_ids}
 
         moved = {_Key(c.row.user_id, c.leaderboard_id, c.period) for c in changed}
-        unmoved = sorted(touched - moved, key=lambda k: (k.user_id, k.leaderboard_id, k.period))
+        unmoved = sorted(touched - moved, key=_key_order)
         if unmoved:
+            # A read: no row locks, on every shard at once.
             cursor.execute(_CURRENT_ROWS_SQL, _key_arrays(unmoved))
             changed += _as_changed(cursor.fetchall())
     _record_applied(boards, unique, fresh_ids)
@@ -307,7 +507,7 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
 
 
 def _record_applied(
-    boards: dict[int, Leaderboard], unique: dict[tuple[str, int, str], ScoreEvent], fresh_ids: set[tuple]
+    boards: dict[int, Leaderboard], unique: dict[EventKey, ScoreEvent], fresh_ids: set[EventKey]
 ) -> None:
     """Metrics of a committed batch: events applied and duplicates per board, and the lag
     from acceptance to commit (once per request: its events share one accepted time)."""
