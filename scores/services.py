@@ -19,11 +19,11 @@ import re
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
-from typing import Protocol
 
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
@@ -264,14 +264,78 @@ def _group_order(group: _Group) -> tuple[str, bool]:
 EventKey = tuple[str, int, str]
 
 
-class _Statements(Protocol):
-    """How one part of a batch reaches the tables; every method returns what it wrote."""
+@dataclass(frozen=True)
+class _Write:
+    """One score statement: an upsert of a group's changed rows, or (group None) an insert
+    of rows only zero-points events reached; the keys in the order their locks are taken."""
 
-    def record_events(self, ids: Sequence[EventKey], applied_at: datetime) -> set[EventKey]: ...
+    group: _Group | None
+    keys: list[_Key]
 
-    def upsert(self, group: _Group, keys: Sequence[_Key], changes: Mapping[_Key, _Change]) -> list[ChangedRow]: ...
 
-    def touch(self, keys: Sequence[_Key], reached_us: Mapping[_Key, int]) -> list[ChangedRow]: ...
+@dataclass
+class _ScorePlan:
+    """The score statements of a batch (or of one shard's part of it), in order."""
+
+    writes: list[_Write] = field(default_factory=list)
+    changes: dict[_Key, _Change] = field(default_factory=dict)
+    idle: dict[_Key, int] = field(default_factory=dict)  # key -> latest accepted time
+
+
+@dataclass
+class _Fresh:
+    """A part's events against the event ids it recorded: the rows it concerns, and the
+    events that are new for each."""
+
+    touched: set[_Key] = field(default_factory=set)
+    events: dict[_Key, list[ScoreEvent]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _fresh_events(
+    boards: dict[int, Leaderboard], unique: dict[EventKey, ScoreEvent], fresh_ids: set[EventKey]
+) -> _Fresh:
+    found = _Fresh()
+    for event_key, event in unique.items():
+        board = boards[event.leaderboard_id]
+        key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
+        found.touched.add(key)
+        if event_key in fresh_ids:
+            found.events[key].append(event)
+    return found
+
+
+def _score_plan(boards: dict[int, Leaderboard], fresh: _Fresh, *, touches_in_key_order: bool) -> _ScorePlan:
+    """Aggregate the fresh events per row and order the statements that write them.
+
+    Groups in a fixed order, keys in key order within each. ``touches_in_key_order``
+    (Citus): a group's zero-points rows are written between its upserts, in one key
+    order, so every score row is locked in (group, key) order. Plain PostgreSQL writes
+    them last in one statement: a key that is an upsert in one batch and a touch in
+    another can then be locked in opposite orders, which its local deadlock detector
+    resolves within a second (rare: a user's only fresh events all zero points).
+    """
+    plan = _ScorePlan()
+    by_group: dict[_Group, set[_Key]] = defaultdict(set)
+    for key, key_events in fresh.events.items():
+        board = boards[key.leaderboard_id]
+        change = _aggregate(board, key_events)
+        if change is None:
+            plan.idle[key] = max(e.accepted_us for e in key_events)
+        else:
+            plan.changes[key] = change
+        by_group[_Group(board.aggregation, board.order == Order.DESC)].add(key)
+    for group in sorted(by_group, key=_group_order):
+        keys = sorted(by_group[group], key=_key_order)
+        if touches_in_key_order:
+            for is_idle, run in groupby(keys, key=plan.idle.__contains__):
+                plan.writes.append(_Write(None if is_idle else group, list(run)))
+        else:
+            changed = [key for key in keys if key in plan.changes]
+            if changed:
+                plan.writes.append(_Write(group, changed))
+    if not touches_in_key_order and plan.idle:
+        plan.writes.append(_Write(None, sorted(plan.idle, key=_key_order)))
+    return plan
 
 
 @dataclass(frozen=True)
@@ -293,22 +357,24 @@ class _ArrayStatements:
         )
         return {tuple(row) for row in self.cursor.fetchall()}
 
-    def upsert(self, group: _Group, keys: Sequence[_Key], changes: Mapping[_Key, _Change]) -> list[ChangedRow]:
-        self.cursor.execute(
-            _upsert_sql(group),
-            {
-                **_key_arrays(keys),
-                "values": _int_array(_clamp(changes[k].value) for k in keys),
-                # The batch's exact value ("sum" keeps it when it is beyond the bigint range).
-                "exact": _text_array(str(changes[k].value) for k in keys),
-                "reached": _int_array(changes[k].reached_us for k in keys),
-                "by": _text_array(changes[k].reached_by for k in keys),
-            },
-        )
-        return _as_changed(self.cursor.fetchall())
-
-    def touch(self, keys: Sequence[_Key], reached_us: Mapping[_Key, int]) -> list[ChangedRow]:
-        self.cursor.execute(_TOUCH_SQL, {**_key_arrays(keys), "reached": [from_micros(reached_us[k]) for k in keys]})
+    def write(self, write: _Write, plan: _ScorePlan) -> list[ChangedRow]:
+        keys = write.keys
+        if write.group is None:
+            reached = [from_micros(plan.idle[k]) for k in keys]
+            self.cursor.execute(_TOUCH_SQL, {**_key_arrays(keys), "reached": reached})
+        else:
+            changes = plan.changes
+            self.cursor.execute(
+                _upsert_sql(write.group),
+                {
+                    **_key_arrays(keys),
+                    "values": _int_array(_clamp(changes[k].value) for k in keys),
+                    # The batch's exact value ("sum" keeps it when it is beyond the bigint range).
+                    "exact": _text_array(str(changes[k].value) for k in keys),
+                    "reached": _int_array(changes[k].reached_us for k in keys),
+                    "by": _text_array(changes[k].reached_by for k in keys),
+                },
+            )
         return _as_changed(self.cursor.fetchall())
 
 
@@ -317,41 +383,52 @@ class _ArrayStatements:
 _PLAIN_TEXT = re.compile(r"[A-Za-z0-9_.:~+ -]*\Z")
 
 
-@dataclass(frozen=True)
 class _ShardStatements:
-    """Citus: one shard's rows in a multi-row ``INSERT … VALUES`` per table and group.
+    """Citus: one shard's rows in a multi-row ``INSERT … VALUES`` per table and group,
+    each on a cursor of its own, so that a pipeline can send many before reading any.
 
-    Citus plans an ``INSERT … SELECT FROM unnest(…)`` "pull to coordinator" (the rows go
-    to the workers as intermediate results, the tasks of all shards run in parallel under
-    a shard lock per statement), whatever rows it holds. A multi-row VALUES whose rows
-    all fall in one shard is router-planned: one task, sent to the worker as it is, rows
-    in the order written (tests/test_citus_ingest.py checks the plan).
+    Citus plans an ``INSERT … SELECT FROM unnest(…)`` "pull to coordinator" whatever rows
+    it holds: the rows go to the workers as intermediate results, and the tasks of all
+    shards run in parallel under shard locks held to the commit, which let only one such
+    batch at a time write a shard. A multi-row VALUES whose rows all fall in one shard
+    is router-planned: one task, sent to the worker as written (rows in that order), no
+    shard lock (tests/test_citus_ingest.py checks the plans).
     """
 
-    cursor: CursorWrapper
+    def __init__(self) -> None:
+        self.cursors: list[CursorWrapper] = []
 
     def _text(self, value: str) -> str:
         if _PLAIN_TEXT.match(value):
             return f"'{value}'"
-        return sql.Literal(value).as_string(self.cursor.connection)
+        return sql.Literal(value).as_string(connection.connection)
 
     def _moment(self, moment: datetime) -> str:
         return self._text(moment.isoformat())
 
-    def _returning(self, head: str, rows: Iterable[str], tail: str) -> list[tuple]:
-        self.cursor.execute(f"{head} VALUES {','.join(rows)} {tail}")
-        return self.cursor.fetchall()
+    def _send(self, head: str, rows: Iterable[str], tail: str) -> CursorWrapper:
+        cursor = connection.cursor()
+        cursor.execute(f"{head} VALUES {','.join(rows)} {tail}")
+        self.cursors.append(cursor)
+        return cursor
 
-    def record_events(self, ids: Sequence[EventKey], applied_at: datetime) -> set[EventKey]:
+    def record_events(self, ids: Sequence[EventKey], applied_at: datetime) -> CursorWrapper:
         at = self._moment(applied_at)
         rows = (f"({self._text(u)},{int(b)},{self._text(e)},{at})" for u, b, e in ids)
-        return {tuple(row) for row in self._returning(_RECORD_EVENTS_INTO, rows, _RECORD_EVENTS_CONFLICT)}
+        return self._send(_RECORD_EVENTS_INTO, rows, _RECORD_EVENTS_CONFLICT)
 
-    def upsert(self, group: _Group, keys: Sequence[_Key], changes: Mapping[_Key, _Change]) -> list[ChangedRow]:
-        sign = -1 if group.desc else 1
+    def write(self, write: _Write, plan: _ScorePlan) -> CursorWrapper:
+        if write.group is None:
+            rows = [
+                f"({self._text(k.user_id)},{int(k.leaderboard_id)},{self._text(k.period)},0,0,"
+                f"{self._moment(from_micros(plan.idle[k]))},'',1)"
+                for k in write.keys
+            ]
+            return self._send(_TOUCH_INTO, rows, _TOUCH_CONFLICT)
+        sign = -1 if write.group.desc else 1
         rows = []
-        for k in keys:
-            change = changes[k]
+        for k in write.keys:
+            change = plan.changes[k]
             value = _clamp(change.value)
             # The batch's exact value ("sum" keeps it when it is beyond the bigint range).
             exact = str(change.value) if abs(change.value) > INT64_MAX else "NULL"
@@ -359,79 +436,21 @@ class _ShardStatements:
                 f"({self._text(k.user_id)},{int(k.leaderboard_id)},{self._text(k.period)},{value},{sign * value},"
                 f"{self._moment(from_micros(change.reached_us))},{self._text(change.reached_by)},1,{exact})"
             )
-        return _as_changed(self._returning(_UPSERT_INTO, rows, _upsert_conflict_sql(group)))
+        return self._send(_UPSERT_INTO, rows, _upsert_conflict_sql(write.group))
 
-    def touch(self, keys: Sequence[_Key], reached_us: Mapping[_Key, int]) -> list[ChangedRow]:
-        rows = (
-            f"({self._text(k.user_id)},{int(k.leaderboard_id)},{self._text(k.period)},0,0,"
-            f"{self._moment(from_micros(reached_us[k]))},'',1)"
-            for k in keys
-        )
-        return _as_changed(self._returning(_TOUCH_INTO, rows, _TOUCH_CONFLICT))
+    def close(self) -> None:
+        for cursor in self.cursors:
+            cursor.close()
+        self.cursors.clear()
 
 
-@dataclass
-class _Applied:
-    """What one part of a batch did: rows written, rows it concerns, event ids that were new."""
-
-    changed: list[ChangedRow] = field(default_factory=list)
-    touched: set[_Key] = field(default_factory=set)
-    fresh_ids: set[EventKey] = field(default_factory=set)
-
-
-def _apply_part(
-    statements: _Statements,
-    boards: dict[int, Leaderboard],
-    unique: dict[EventKey, ScoreEvent],
-    applied_at: datetime,
-    *,
-    touches_in_key_order: bool,
-) -> _Applied:
-    """Record the part's event ids, then write the rows their fresh events change.
-
-    ``touches_in_key_order`` (Citus): the zero-points rows of a group are written between
-    its upserts, in one key order, so that every score row of the shard is locked in
-    (group, key) order. One key is an upsert in one batch and a touch in another: with
-    the touches last, two batches could take two rows in opposite orders.
-    """
-    fresh_ids = statements.record_events(sorted(unique), applied_at)
-    done = _Applied(fresh_ids=fresh_ids)
-    fresh: dict[_Key, list[ScoreEvent]] = defaultdict(list)
-    for event_key, event in unique.items():
-        board = boards[event.leaderboard_id]
-        key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
-        done.touched.add(key)
-        if event_key in fresh_ids:
-            fresh[key].append(event)
-
-    changes: dict[_Group, dict[_Key, _Change]] = defaultdict(dict)
-    idle: dict[_Group, dict[_Key, int]] = defaultdict(dict)
-    for key, key_events in fresh.items():
-        board = boards[key.leaderboard_id]
-        group = _Group(board.aggregation, board.order == Order.DESC)
-        change = _aggregate(board, key_events)
-        if change is None:
-            idle[group][key] = max(e.accepted_us for e in key_events)
-        else:
-            changes[group][key] = change
-
-    if touches_in_key_order:
-        for group in sorted(changes.keys() | idle.keys(), key=_group_order):
-            group_changes, group_idle = changes[group], idle[group]
-            keys = sorted(group_changes.keys() | group_idle.keys(), key=_key_order)
-            for is_idle, run in groupby(keys, key=group_idle.__contains__):
-                run_keys = list(run)
-                if is_idle:
-                    done.changed += statements.touch(run_keys, group_idle)
-                else:
-                    done.changed += statements.upsert(group, run_keys, group_changes)
-        return done
-    for group in sorted(changes, key=_group_order):
-        done.changed += statements.upsert(group, sorted(changes[group], key=_key_order), changes[group])
-    all_idle = {key: reached for group_idle in idle.values() for key, reached in group_idle.items()}
-    if all_idle:
-        done.changed += statements.touch(sorted(all_idle, key=_key_order), all_idle)
-    return done
+@contextmanager
+def _pipelined() -> Iterator[None]:
+    """Statements sent one after the other without waiting for each one's answer (psycopg's
+    pipeline mode): PostgreSQL still runs them one at a time, in the order sent. Errors
+    surface when the block ends, as Django's database errors (the task retries those)."""
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
 
 
 def _shard_parts(cursor: CursorWrapper, unique: dict[EventKey, ScoreEvent]) -> list[dict[EventKey, ScoreEvent]]:
@@ -441,6 +460,48 @@ def _shard_parts(cursor: CursorWrapper, unique: dict[EventKey, ScoreEvent]) -> l
     for event_key, event in unique.items():
         parts[shards[event_key[0]]][event_key] = event
     return [parts[shard] for shard in sorted(parts)]
+
+
+@dataclass
+class _Applied:
+    """What a batch wrote: the rows it changed, the rows it concerns, its new event ids."""
+
+    changed: list[ChangedRow]
+    touched: set[_Key]
+    fresh_ids: set[EventKey]
+
+
+def _apply_in_one(
+    cursor: CursorWrapper, boards: dict[int, Leaderboard], unique: dict[EventKey, ScoreEvent], applied_at: datetime
+) -> _Applied:
+    """Plain PostgreSQL: the event ids in one statement, then one per group."""
+    statements = _ArrayStatements(cursor)
+    fresh_ids = statements.record_events(sorted(unique), applied_at)
+    fresh = _fresh_events(boards, unique, fresh_ids)
+    plan = _score_plan(boards, fresh, touches_in_key_order=False)
+    changed = [row for write in plan.writes for row in statements.write(write, plan)]
+    return _Applied(changed, fresh.touched, fresh_ids)
+
+
+def _apply_by_shard(
+    cursor: CursorWrapper, boards: dict[int, Leaderboard], unique: dict[EventKey, ScoreEvent], applied_at: datetime
+) -> _Applied:
+    """Citus: the statements of each shard alone, in ascending shard id; the event ids of
+    every shard first (one pipeline), then the score rows of every shard (another)."""
+    parts = _shard_parts(cursor, unique)
+    statements = _ShardStatements()
+    try:
+        with _pipelined():
+            recorded = [statements.record_events(sorted(part), applied_at) for part in parts]
+        fresh_ids = [{tuple(row) for row in sent.fetchall()} for sent in recorded]
+        fresh = [_fresh_events(boards, part, ids) for part, ids in zip(parts, fresh_ids, strict=True)]
+        plans = [_score_plan(boards, part, touches_in_key_order=True) for part in fresh]
+        with _pipelined():
+            written = [statements.write(write, plan) for plan in plans for write in plan.writes]
+        changed = [row for sent in written for row in _as_changed(sent.fetchall())]
+    finally:
+        statements.close()
+    return _Applied(changed, {key for part in fresh for key in part.touched}, {key for ids in fresh_ids for key in ids})
 
 
 def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = None) -> list[ChangedRow]:
@@ -458,12 +519,15 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
       order (then the zero-points rows), each table in one statement.
     - Citus: statements run on the workers, and a cycle can span nodes, which the local
       detectors do not see (Citus's distributed detector cancels one side after about
-      2 s). The batch is cut by shard and each shard's statements are router-planned
-      to that shard alone, issued one at a time, in ascending shard id: for each shard its
-      event ids (user, board, event id order), then its score rows by (group, key). The
-      order is therefore (shard id, table, group, key) on every node, and the coordinator
-      waits on one worker at a time. The event ids and score rows of a user share a shard
-      (colocated), so the fresh ids a shard's upserts need are known by then.
+      2 s). The batch is cut by shard; each shard's statements are router-planned to
+      that shard alone and run one at a time, in this order: the event ids of every
+      shard in ascending shard id (each in user, board, event id order), then the score
+      rows of every shard in ascending shard id (each by group, then key). Every lock is
+      therefore taken in the order (table, shard id, group, key), on whichever node the
+      shard lives, and the coordinator waits on one worker at a time. Rebalancing moves
+      shards without changing their ids; a split makes new ids (and a statement that
+      spans the halves runs as a Citus multi-row INSERT: its tasks one by one, in shard
+      id order, the same order).
     - Outside this order: the top-N row lock (rank tasks) is one row of another table,
       held alone, and ingest never waits for it; rank reads take no locks. Board
       deletion removes rows only after ingest has stopped taking the board (it is marked
@@ -485,19 +549,11 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
 
     with transaction.atomic(), connection.cursor() as cursor:
         applied_at = now or from_micros(now_micros())
-        if scores_distributed(cursor):
-            applied = [
-                _apply_part(_ShardStatements(cursor), boards, part, applied_at, touches_in_key_order=True)
-                for part in _shard_parts(cursor, unique)
-            ]
-        else:
-            applied = [_apply_part(_ArrayStatements(cursor), boards, unique, applied_at, touches_in_key_order=False)]
-        changed = [row for part in applied for row in part.changed]
-        touched = {key for part in applied for key in part.touched}
-        fresh_ids = {event_key for part in applied for event_key in part.fresh_ids}
-
+        apply = _apply_by_shard if scores_distributed(cursor) else _apply_in_one
+        applied = apply(cursor, boards, unique, applied_at)
+        changed, fresh_ids = applied.changed, applied.fresh_ids
         moved = {_Key(c.row.user_id, c.leaderboard_id, c.period) for c in changed}
-        unmoved = sorted(touched - moved, key=_key_order)
+        unmoved = sorted(applied.touched - moved, key=_key_order)
         if unmoved:
             # A read: no row locks, on every shard at once.
             cursor.execute(_CURRENT_ROWS_SQL, _key_arrays(unmoved))

@@ -104,8 +104,8 @@ def test_it_routes_each_statement_to_one_shard_in_ascending_shard_order(transact
         assert "INSERT ... SELECT" not in plan and "pull to coordinator" not in plan, plan
         assert "intermediate" not in plan.lower(), plan
 
-    # On the wire: each INSERT reaches one shard; shards in ascending order; on each shard
-    # the event ids first, then the score rows.
+    # On the wire: each INSERT reaches one shard; the event ids of every shard first, then
+    # the score rows of every shard, each in ascending shard order.
     positions = {table: shard_index(table) for table in ("scores_score", "scores_processedevent")}
     order: list[tuple[int, str]] = []
     for _, command in remote.commands:
@@ -114,7 +114,7 @@ def test_it_routes_each_statement_to_one_shard_in_ascending_shard_order(transact
         one = RemoteShard.of(command, positions)
         order.append((one.position, one.table))
     assert len(order) == len(inserts), remote.commands
-    assert order == sorted(order, key=lambda item: (item[0], item[1] != "scores_processedevent")), order
+    assert order == sorted(order, key=lambda item: (item[1] != "scores_processedevent", item[0])), order
     assert {position for position, _ in order} == set(range(1, shards + 1))
     assert all(order.count((position, "scores_processedevent")) == 1 for position in range(1, shards + 1))
 
