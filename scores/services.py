@@ -5,7 +5,7 @@ service accepted them and returns only after the broker confirmed them (concurre
 requests of one process share a publish, see ``scores.publisher``).
 ``score_events_apply`` runs in an ingest worker: one transaction records the event ids
 (duplicates dropped), aggregates per (board, period, user) and upserts the scores with
-row locks taken in key order.
+row locks taken in one order (on Citus shard by shard: see its "Lock order").
 
 Every rule below depends only on the events' accepted times and ids, never on the order
 the workers apply them in: ``sum`` adds, ``best`` keeps the better value (the earliest

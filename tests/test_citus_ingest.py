@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import DataError, OperationalError, connection
 
 from rankings.models import Aggregation, Leaderboard, Order
 from scores.citus import scores_distributed
-from scores.models import Score
+from scores.models import ProcessedEvent, Score
 from scores.services import now_micros, score_events_apply
 from tasks.messages import ScoreEvent
 from tests.citus_checks import remote_commands, shard_index
@@ -253,3 +253,28 @@ def test_it_runs_overlapping_multi_shard_batches_without_deadlocks(transactional
     assert tally.deadlocks == 0
     assert tally.applied == writers * rounds
     assert dict(Score.objects.filter(leaderboard=total).values_list("user_id", "score")) == expected
+
+
+def test_it_quotes_text_outside_the_id_alphabet(transactional_db, make_board):
+    """Ids are validated at the door; should one ever arrive with a quote or a backslash,
+    the literal VALUES are quoted by psycopg, not broken."""
+    board = make_board(aggregation=Aggregation.LAST)
+    odd = ["o'neil", "back\\slash", "per%cent", "semi;colon"]
+    score_events_apply(events=events_for(board, [(user, n + 1, f"{user}'s event") for n, user in enumerate(odd)]))
+    assert dict(Score.objects.filter(leaderboard=board).values_list("user_id", "score")) == {
+        user: n + 1 for n, user in enumerate(odd)
+    }
+    assert Score.objects.get(leaderboard=board, user_id="o'neil").reached_by == "o'neil's event"
+
+
+def test_it_rolls_back_the_whole_batch_when_a_shard_statement_fails(transactional_db, make_board):
+    board = make_board()
+    users = users_on_every_shard(2)
+    too_long = "x" * 65  # longer than user_id's 64 characters: this shard's statement fails
+    with pytest.raises(DataError):
+        score_events_apply(events=events_for(board, [(user, 5, "e") for user in [*users, too_long]]))
+    assert Score.objects.filter(leaderboard=board).count() == 0
+    assert ProcessedEvent.objects.filter(leaderboard=board).count() == 0
+    # The connection is usable again: the next batch applies.
+    score_events_apply(events=events_for(board, [(user, 5, "e") for user in users]))
+    assert Score.objects.filter(leaderboard=board).count() == len(users)
