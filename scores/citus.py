@@ -6,7 +6,9 @@ transaction; ``citus_problems`` reads ``pg_dist_partition``, ``pg_dist_shard``,
 On plain PostgreSQL neither is called (``citus_installed`` is false).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 from django.conf import settings
 from django.db import connection, connections, transaction
@@ -39,6 +41,45 @@ def citus_installed() -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'")
         return cursor.fetchone() is not None
+
+
+# Per open database connection: whether its scores_score is hash-distributed. A new
+# connection (CONN_MAX_AGE, a reconnect after an outage) asks again, so a process that
+# started before ``distribute_tables`` ran picks the distributed statements up in time.
+_distributed: "WeakKeyDictionary[object, bool]" = WeakKeyDictionary()
+
+
+def scores_distributed(cursor: CursorWrapper) -> bool:
+    """Whether this cursor's database keeps scores_score hash-distributed on Citus (one
+    catalog look-up per connection; plain PostgreSQL answers False from then on)."""
+    raw = cursor.connection
+    known = _distributed.get(raw)
+    if known is None:
+        cursor.execute(
+            "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL "
+            "AND to_regclass('public.scores_score') IS NOT NULL"
+        )
+        known = bool(cursor.fetchone()[0])
+        if known:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_dist_partition "
+                "WHERE logicalrelid = 'scores_score'::regclass AND partmethod = 'h')"
+            )
+            known = bool(cursor.fetchone()[0])
+        _distributed[raw] = known
+    return known
+
+
+def user_shards(cursor: CursorWrapper, users: Sequence[str] | str) -> dict[str, int]:
+    """user id -> the scores_score shard holding it (its event ids are in the colocated
+    scores_processedevent shard), in one round trip. ``users`` is a list or a ``text[]``
+    literal. Citus answers from its metadata cache on the coordinator; the shard ids stay
+    the same when a rebalance moves shards between nodes (only a split makes new ones)."""
+    cursor.execute(
+        "SELECT u, get_shard_id_for_distribution_column('scores_score', u) FROM unnest(%s::text[]) AS u",
+        [users],
+    )
+    return dict(cursor.fetchall())
 
 
 def citus_tables(cursor: CursorWrapper) -> dict[str, CitusTable]:

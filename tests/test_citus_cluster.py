@@ -116,9 +116,10 @@ def test_it_applies_one_users_events_on_one_shard_of_one_worker(transactional_db
     assert shard_index("scores_score")[score_shard] == shard_index("scores_processedevent")[event_shard]
     assert len(sent.nodes) == 1, sent.nodes
     assert Score.objects.get(leaderboard=board, user_id="solo").score == 13
-    # INSERT ... SELECT FROM unnest(...) is planned "pull to coordinator": Citus copies the
-    # rows into an intermediate result on the worker, and commits a COPY in two phases even
-    # on one node. Reported, not asserted: a router-planned statement would commit in one.
+    # Router-planned statements (one shard, one node): one-phase commit. The former
+    # INSERT ... SELECT FROM unnest(...) went "pull to coordinator" and a COPY of
+    # intermediate results, committed in two phases even on one node.
+    assert not sent.prepared(), sent.commands
     print(
         f"\n[citus single user] shard={score_shard} node={next(iter(sent.nodes))} "
         f"remote_commands={len(sent.commands)} two_phase_commit={sent.prepared()}"

@@ -4,6 +4,7 @@ The lists in ``leaderboard_project/citus.py`` say which tables are distributed (
 which column) and which are reference tables; the distribute command uses the same lists.
 """
 
+from collections.abc import Callable
 from io import StringIO
 
 import pytest
@@ -11,6 +12,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from leaderboard_project.citus import COLOCATED_WITH, DISTRIBUTED, REFERENCE
+from scores.citus import scores_distributed
+from scores.services import now_micros, score_events_apply
+from tasks.messages import ScoreEvent
 
 APP_TABLE_PREFIXES = ("rankings_", "scores_")
 
@@ -181,3 +185,22 @@ def test_it_leaves_plain_postgres_alone_when_distributing(db):
     assert "citus is not installed" in out.getvalue()
     assert _schema_fingerprint() == before
     assert rows("SELECT to_regclass('pg_dist_partition')") == [(None,)]
+
+
+def test_it_keeps_plain_postgres_on_the_array_statements(db, make_board):
+    """The shard-by-shard statements are for Citus: plain PostgreSQL (and the benchmark)
+    keeps one ``INSERT … SELECT FROM unnest(…)`` per table and group."""
+    assert rows("SELECT 1 FROM pg_extension WHERE extname = 'citus'") == [], "this test needs plain PostgreSQL"
+    with connection.cursor() as cursor:
+        assert not scores_distributed(cursor)
+    board = make_board()
+    sent: list[str] = []
+
+    def record(execute: Callable, sql: str, params: object, many: bool, context: dict) -> object:
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        score_events_apply(events=[ScoreEvent(board.id, f"u{n}", n + 1, f"e{n}", now_micros()) for n in range(50)])
+    inserts = [statement for statement in sent if statement.lstrip().startswith("INSERT")]
+    assert len(inserts) == 2 and all("unnest(" in statement for statement in inserts), inserts
