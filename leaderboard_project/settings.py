@@ -212,6 +212,10 @@ LEADERBOARD_BOARD_MEMO_CHECK_SECONDS = env_float("LEADERBOARD_BOARD_MEMO_CHECK_S
 # A deleted board's rows go in chunks of this many users (scores and event ids), each
 # chunk its own short transaction (tasks.cleanup).
 LEADERBOARD_DELETE_CHUNK_USERS = env_int("LEADERBOARD_DELETE_CHUNK_USERS", 2000)
+# An erased user stays in the hidden sets of their boards this long after the rows were
+# deleted, so the hand-off of a transaction that committed just before the delete cannot
+# put them back into a rank index (rankings.erasure); their new events wait as long.
+LEADERBOARD_ERASE_GRACE_SECONDS = env_float("LEADERBOARD_ERASE_GRACE_SECONDS", 2.0)
 # How long a starting ingest worker waits for every ingest partition to have a consumer
 # (its own or another worker's) before it exits with status 78 (tasks.worker_check).
 LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS = env_float("LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS", 30.0)

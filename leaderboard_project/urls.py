@@ -15,6 +15,7 @@ from rankings.api import (
     LeaderboardUsersView,
     LeaderboardUserView,
 )
+from rankings.api_people import UserEraseView, UserHideView
 from scores.api import ScoreSubmitView
 
 api_v1 = [
@@ -26,6 +27,8 @@ api_v1 = [
     path("leaderboards/<str:slug>/activity", LeaderboardActivityView.as_view(), name="leaderboard-activity"),
     path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
     path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
+    path("leaderboards/<str:slug>/users/<str:user_id>/hide", UserHideView.as_view(), name="leaderboard-user-hide"),
+    path("users/<str:user_id>", UserEraseView.as_view(), name="user-erase"),
 ]
 
 urlpatterns = [

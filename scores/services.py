@@ -30,6 +30,7 @@ from rankings.ordering import INT64_MAX, from_micros, to_micros
 from rankings.selectors import leaderboards_by_id
 from scores.admission import admission_check
 from scores.publisher import BrokerUnavailable, ingest_publisher
+from scores.tombstones import is_erased, tombstones_read
 from tasks.messages import ChangedRow, Row, ScoreEvent
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,8 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
 
     with transaction.atomic(), connection.cursor() as cursor:
         ids = sorted(unique)
+        # Erased users (scores.tombstones): read in this transaction, before any write.
+        tombstones = tombstones_read(cursor, _text_array(sorted({k[0] for k in ids})))
         cursor.execute(
             _RECORD_EVENTS_SQL,
             {
@@ -260,6 +263,10 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
         fresh: dict[_Key, list[ScoreEvent]] = defaultdict(list)
         touched: set[_Key] = set()
         for event_key, event in unique.items():
+            if is_erased(tombstones.get(event.user_id), event.accepted_us):
+                # Dropped, and its row not handed off (the erasure removes it); its id is
+                # recorded above, so a resend of it is not counted later either.
+                continue
             board = boards[event.leaderboard_id]
             key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
             touched.add(key)
