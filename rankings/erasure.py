@@ -135,7 +135,7 @@ class EraseStep:
     erased_us: int | None = None
 
 
-def user_erase_step(*, user_id: str, cutoff: datetime | None) -> EraseStep:
+def user_erase_step(*, user_id: str, cutoff: datetime | None, wait_seconds: float = _WAIT_SECONDS) -> EraseStep:
     """Steps 1 to 3 (see the module). Safe to run again: every step is idempotent."""
     tombstone = ErasedUser.objects.filter(user_id=user_id).first()
     if tombstone is None or tombstone.finished_at is not None:
@@ -143,7 +143,7 @@ def user_erase_step(*, user_id: str, cutoff: datetime | None) -> EraseStep:
     # The task runs after the tombstone's commit: every transaction that started before
     # it committed also started before this instant.
     cutoff = cutoff or _database_now()
-    if not _older_transactions_wait(cutoff, _WAIT_SECONDS):
+    if not _older_transactions_wait(cutoff, wait_seconds):
         return EraseStep("waiting", cutoff)
     pending = _rows_delete(user_id)
     HiddenUser.objects.filter(user_id=user_id).delete()
