@@ -109,7 +109,15 @@ class UserEraseView(APIView):
     permission_classes = [HasAdminKey]
     throttle_classes = [ApiKeyRateThrottle]
 
-    @extend_schema(operation_id="v1_users_erase", request=None, responses={202: ErasingOutputSerializer, **_ERRORS})
+    @extend_schema(
+        operation_id="v1_users_erase",
+        request=None,
+        responses={
+            202: ErasingOutputSerializer,
+            404: OpenApiResponse(description="No such path (a user id with a slash)"),
+            **_ERRORS,
+        },
+    )
     def delete(self, request: Request, user_id: str) -> Response:
         user_id = _user_id(user_id)
         _no_body(request)

@@ -174,3 +174,20 @@ def test_it_refuses_erasing_without_an_admin_key_or_with_a_bad_id(api, db, admin
     response = bearer(api, admin_key).get("/api/v1/users/a")
     assert response.status_code == 405 and response.json()["detail"]
     assert not ErasedUser.objects.exists()
+
+
+def test_it_purges_finished_tombstones_past_the_retention_and_resends_unfinished_ones(transactional_db, settings):
+    from datetime import timedelta
+
+    from rankings.erasure import erasures_resume
+    from scores.maintenance import erased_users_purge
+
+    long_ago = timezone.now() - timedelta(hours=settings.LEADERBOARD_EVENT_ID_RETENTION_HOURS + 1)
+    ErasedUser.objects.create(user_id="old-done", erased_us=1, requested_at=long_ago, finished_at=long_ago)
+    ErasedUser.objects.create(user_id="old-stuck", erased_us=1, requested_at=long_ago)
+    ErasedUser.objects.create(
+        user_id="recent-done", erased_us=1, requested_at=timezone.now(), finished_at=timezone.now()
+    )
+    assert erased_users_purge() == 1
+    assert sorted(ErasedUser.objects.values_list("user_id", flat=True)) == ["old-stuck", "recent-done"]
+    assert erasures_resume() == 1  # the stuck one's task is sent again
