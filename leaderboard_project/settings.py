@@ -217,6 +217,11 @@ LEADERBOARD_DELETE_CHUNK_USERS = env_int("LEADERBOARD_DELETE_CHUNK_USERS", 2000)
 LEADERBOARD_PERIOD_CLOSE_GRACE_SECONDS = env_int("LEADERBOARD_PERIOD_CLOSE_GRACE_SECONDS", 60)
 # ... and this long after its end whatever the backlog (a load that never lets it empty).
 LEADERBOARD_PERIOD_CLOSE_MAX_WAIT_SECONDS = env_int("LEADERBOARD_PERIOD_CLOSE_MAX_WAIT_SECONDS", 900)
+
+# An erased user stays in the hidden sets of their boards this long after the rows were
+# deleted, so the hand-off of a transaction that committed just before the delete cannot
+# put them back into a rank index (rankings.erasure); their new events wait as long.
+LEADERBOARD_ERASE_GRACE_SECONDS = env_float("LEADERBOARD_ERASE_GRACE_SECONDS", 2.0)
 # How long a starting ingest worker waits for every ingest partition to have a consumer
 # (its own or another worker's) before it exits with status 78 (tasks.worker_check).
 LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS = env_float("LEADERBOARD_INGEST_COVERAGE_WAIT_SECONDS", 30.0)

@@ -15,6 +15,7 @@ from rankings.api import (
     LeaderboardUsersView,
     LeaderboardUserView,
 )
+from rankings.api_people import UserEraseView, UserHideView
 from rankings.period_api import LeaderboardPeriodsView
 from scores.api import ScoreSubmitView
 
@@ -28,6 +29,8 @@ api_v1 = [
     path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
     path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
     path("leaderboards/<str:slug>/periods", LeaderboardPeriodsView.as_view(), name="leaderboard-periods"),
+    path("leaderboards/<str:slug>/users/<str:user_id>/hide", UserHideView.as_view(), name="leaderboard-user-hide"),
+    path("users/<str:user_id>", UserEraseView.as_view(), name="user-erase"),
 ]
 
 urlpatterns = [

@@ -9,7 +9,8 @@ from django.utils.html import format_html, format_html_join
 
 from rankings import cache, index_upkeep
 from rankings.deletion import board_deletion_start
-from rankings.models import Leaderboard, TopN
+from rankings.hiding import user_hide, user_unhide
+from rankings.models import HiddenUser, Leaderboard, TopN
 from rankings.ordering import from_micros
 from rankings.services import index_build_chunk_send, topn_rebuild
 
@@ -127,3 +128,30 @@ class TopNAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: TopN | None = None) -> bool:
         return False
+
+
+@admin.register(HiddenUser)
+class HiddenUserAdmin(admin.ModelAdmin):
+    """Hidden users: added and deleted only through the hiding services, which keep the
+    rank index and the top-N in step (a plain save or delete would not)."""
+
+    list_display = ["user_id", "leaderboard", "hidden_at"]
+    list_filter = ["leaderboard"]
+    search_fields = ["=user_id"]
+    search_help_text = "Exact user id."
+    fields = ["leaderboard", "user_id"]
+
+    def has_change_permission(self, request: HttpRequest, obj: HiddenUser | None = None) -> bool:
+        return False  # listed and viewed; an edit would move a hide without the services
+
+    def save_model(self, request: HttpRequest, obj: HiddenUser, form: object, change: bool) -> None:
+        user_hide(leaderboard=obj.leaderboard, user_id=obj.user_id)
+        # The admin links to what it saved.
+        obj.pk = HiddenUser.objects.get(leaderboard=obj.leaderboard, user_id=obj.user_id).pk
+
+    def delete_model(self, request: HttpRequest, obj: HiddenUser) -> None:
+        user_unhide(leaderboard=obj.leaderboard, user_id=obj.user_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[HiddenUser]) -> None:
+        for hidden in queryset.select_related("leaderboard"):
+            user_unhide(leaderboard=hidden.leaderboard, user_id=hidden.user_id)

@@ -41,32 +41,65 @@ local function apply(idx, ver, stats, user, v, member)
 end
 """
 
-# KEYS: index, versions, stats, build, shadow index, shadow versions, shadow stats.
+# KEYS: index, versions, stats, build, shadow index, shadow versions, shadow stats, hidden.
 # ARGV: (user, version, member) triples. While a rebuild fills the shadow keys (its state
 # exists), every update goes to both, so the shadow misses nothing that happens meanwhile.
+# Users in the board's hidden set are skipped: the check is atomic with the write, so no
+# hand-off can put back a user the hide script removed. One EXISTS per call, and a
+# SISMEMBER per row only when the board hides someone: a board that hides nobody pays
+# nothing more. A skipped row changes nothing, so the counters stay in step.
 _APPLY_ROWS = (
     _APPLY_ONE
     + """
 local mirror = redis.call('EXISTS', KEYS[4]) == 1
+local hiding = redis.call('EXISTS', KEYS[8]) == 1
 for i = 1, #ARGV, 3 do
   local user, v, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  apply(KEYS[1], KEYS[2], KEYS[3], user, v, member)
-  if mirror then apply(KEYS[5], KEYS[6], KEYS[7], user, v, member) end
+  if not (hiding and redis.call('SISMEMBER', KEYS[8], user) == 1) then
+    apply(KEYS[1], KEYS[2], KEYS[3], user, v, member)
+    if mirror then apply(KEYS[5], KEYS[6], KEYS[7], user, v, member) end
+  end
 end
 return 1
 """
 )
 
-# KEYS: shadow index, shadow versions, shadow stats. ARGV: triples. A rebuild's chunk.
+# KEYS: shadow index, shadow versions, shadow stats, hidden. ARGV: triples. A rebuild's
+# chunk; its rows were read before a hide may have committed, so hidden users are skipped
+# here too (the hide script removed them from the shadow already).
 _LOAD_ROWS = (
     _APPLY_ONE
     + """
+local hiding = redis.call('EXISTS', KEYS[4]) == 1
 for i = 1, #ARGV, 3 do
-  apply(KEYS[1], KEYS[2], KEYS[3], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2])
+  if not (hiding and redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 1) then
+    apply(KEYS[1], KEYS[2], KEYS[3], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2])
+  end
 end
 return 1
 """
 )
+
+# KEYS: hidden, index, versions, stats, build, shadow index, shadow versions, shadow
+# stats. ARGV: user. Adds the user to the board's hidden set and takes them out of one
+# period's index (and of a rebuild's shadow), keeping the "vsum" counter in step, in one
+# atomic step: from here on every update of the user is skipped. Returns 1 if the index
+# held the user.
+_REMOVE_USER = """
+local function remove(idx, ver, stats, user)
+  local held = redis.call('HGET', ver, user)
+  if not held then return 0 end
+  local sep = string.find(held, '|', 1, true)
+  redis.call('ZREM', idx, string.sub(held, sep + 1))
+  redis.call('HDEL', ver, user)
+  redis.call('HINCRBY', stats, 'vsum', -tonumber(string.sub(held, 1, sep - 1)))
+  return 1
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+local removed = remove(KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+if redis.call('EXISTS', KEYS[5]) == 1 then remove(KEYS[6], KEYS[7], KEYS[8], ARGV[1]) end
+return removed
+"""
 
 # KEYS: index, versions, stats. ARGV: (user, seen, wanted) triples, "version|member" or ""
 # for none. Sets a user's entry to the database's, only if it still holds what the check
@@ -251,8 +284,30 @@ def index_apply(client: Redis | Pipeline, leaderboard_id: int, period: str, rows
     pipeline: both go in its round trip)."""
     if not rows:
         return
-    run_script(client, _APPLY_ROWS, _apply_keys(leaderboard_id, period), _triples(rows, desc))
+    apply_keys = [*_apply_keys(leaderboard_id, period), keys.hidden_key(leaderboard_id)]
+    run_script(client, _APPLY_ROWS, apply_keys, _triples(rows, desc))
     client.sadd(keys.touched_key(), _board_tag(leaderboard_id, period))
+
+
+def index_remove_user(client: Redis | Pipeline, leaderboard_id: int, period: str, user_id: str) -> None:
+    """Hide the user on the board (the set) and take them out of this period's index."""
+    remove_keys = [keys.hidden_key(leaderboard_id), *_apply_keys(leaderboard_id, period)]
+    run_script(client, _REMOVE_USER, remove_keys, [user_id])
+    client.sadd(keys.touched_key(), _board_tag(leaderboard_id, period))
+
+
+def hidden_add(client: Redis, leaderboard_id: int, user_ids: list[str]) -> None:
+    if user_ids:
+        client.sadd(keys.hidden_key(leaderboard_id), *user_ids)
+
+
+def hidden_remove(client: Redis, leaderboard_id: int, user_ids: list[str]) -> None:
+    if user_ids:
+        client.srem(keys.hidden_key(leaderboard_id), *user_ids)
+
+
+def hidden_members(client: Redis, leaderboard_id: int) -> set[str]:
+    return {m.decode() for m in client.smembers(keys.hidden_key(leaderboard_id))}
 
 
 def boards_touched_take(client: Redis, limit: int) -> list[tuple[int, str]]:
@@ -361,7 +416,8 @@ def index_build_active(client: Redis, leaderboard_id: int, period: str) -> bool:
 
 def index_build_load(client: Redis, leaderboard_id: int, period: str, rows: list[Row], desc: bool) -> None:
     if rows:
-        run_script(client, _LOAD_ROWS, _apply_keys(leaderboard_id, period)[4:], _triples(rows, desc))
+        load_keys = [*_apply_keys(leaderboard_id, period)[4:], keys.hidden_key(leaderboard_id)]
+        run_script(client, _LOAD_ROWS, load_keys, _triples(rows, desc))
 
 
 def index_build_advance(

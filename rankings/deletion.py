@@ -9,12 +9,12 @@ locks and memory for minutes; chunks keep every statement short.
 import logging
 import time
 
-from django.conf import settings
 from django.db import connection, transaction
 from redis import Redis
 
 from leaderboard_project.celery import app as celery_app
 from rankings import cache
+from rankings import redis_keys as keys
 from rankings.models import Leaderboard
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ def _delete_users_chunk(table: str, leaderboard_id: int, chunk: int) -> int:
 
 
 def board_redis_keys_delete(client: Redis, leaderboard_id: int) -> int:
-    """Every key of the board, whatever its period (keys carry the hash tag {id:period})."""
-    pattern = f"{settings.LEADERBOARD_REDIS_PREFIX}:{{{leaderboard_id}:*"
+    """Every key of the board, whatever its period (keys start with the hash tag {id})."""
+    pattern = keys.board_prefix(leaderboard_id) + "*"
     deleted = 0
     batch: list[bytes] = []
     for key in client.scan_iter(match=pattern, count=1000):

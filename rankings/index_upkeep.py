@@ -27,6 +27,7 @@ from rankings import cache, redis_keys
 from rankings.models import Leaderboard
 from rankings.ordering import from_micros, index_member, to_micros
 from rankings.selectors import db_rows_of, is_desc
+from rankings.visibility import NOT_HIDDEN, hidden_user_ids
 from tasks.messages import Row
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def rows_after(*, leaderboard: Leaderboard, period: str, cursor: str, limit: int
     with connection.cursor() as db:
         db.execute(
             f"""SELECT user_id, score, reached_at, version FROM scores_score
-                WHERE leaderboard_id = %s AND period = %s {where}
+                WHERE leaderboard_id = %s AND period = %s AND {NOT_HIDDEN} {where}
                 ORDER BY sort_key, reached_at, user_id LIMIT %s""",
             [leaderboard.id, period, *(after or ()), limit],
         )
@@ -81,7 +82,8 @@ def db_counters(*, leaderboard: Leaderboard, period: str) -> tuple[int, int]:
     changed since their last reconcile, and for the slow sweep."""
     with connection.cursor() as db:
         db.execute(
-            "SELECT count(*), COALESCE(sum(version), 0) FROM scores_score WHERE leaderboard_id = %s AND period = %s",
+            "SELECT count(*), COALESCE(sum(version), 0) FROM scores_score "
+            f"WHERE leaderboard_id = %s AND period = %s AND {NOT_HIDDEN}",
             [leaderboard.id, period],
         )
         count, vsum = db.fetchone()
@@ -92,7 +94,8 @@ def db_count(leaderboard: Leaderboard, period: str) -> int:
     """count(*) of the board's rows: an index-only scan of its range of score_ranking_idx."""
     with connection.cursor() as db:
         db.execute(
-            "SELECT count(*) FROM scores_score WHERE leaderboard_id = %s AND period = %s", [leaderboard.id, period]
+            f"SELECT count(*) FROM scores_score WHERE leaderboard_id = %s AND period = %s AND {NOT_HIDDEN}",
+            [leaderboard.id, period],
         )
         return int(db.fetchone()[0])
 
@@ -104,6 +107,10 @@ def index_build_claim(*, leaderboard: Leaderboard, period: str, chunk_rows: int 
     """Claim the board's rebuild (a new one, or a dead one to resume); its token or None
     while a live worker holds it."""
     client = cache.redis_client()
+    # Redis may have lost the board's hidden set with its index (a flush): put it back from
+    # the database before any row is loaded, so the chunks and live updates skip them.
+    # Only adds: taking a user out of the set is unhide's job.
+    cache.hidden_add(client, leaderboard.id, hidden_user_ids(leaderboard_id=leaderboard.id))
     # The total is an estimate for progress (rows come and go meanwhile); a resumed
     # rebuild keeps the one it started with.
     total = 0 if cache.index_build_state(client, leaderboard.id, period) else db_count(leaderboard, period)

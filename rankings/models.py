@@ -151,3 +151,25 @@ def boards_changed(sender: type[Leaderboard], **kwargs: object) -> None:
 
     cached_boards_forget()
     boards_version_bump_on_commit()
+
+
+class HiddenUser(models.Model):
+    """A user kept out of every public read of one board (all its periods), e.g. a cheater.
+
+    Their events still apply, so unhiding shows them again exactly and at once. The rows
+    here are the truth; Redis holds a copy per board (``redis_keys.hidden_key``) that keeps
+    them out of the rank index. Small, and read by every ranking query of the board: a
+    Citus reference table (its foreign key points at another reference table).
+    """
+
+    leaderboard = models.ForeignKey(Leaderboard, on_delete=models.CASCADE, related_name="hidden_users")
+    # "C" like scores_score.user_id: the ranking queries compare the two columns.
+    user_id = models.CharField(max_length=64, db_collation="C", validators=[id_validator])
+    hidden_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "hidden user"
+        constraints = [models.UniqueConstraint(fields=["leaderboard", "user_id"], name="hiddenuser_board_user_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} hidden on {self.leaderboard_id}"

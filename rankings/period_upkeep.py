@@ -111,9 +111,9 @@ def _delete_rows_chunk(leaderboard_id: int, period: str, chunk: int) -> int:
 
 
 def period_redis_keys_delete(client: Redis, leaderboard_id: int, period: str) -> int:
-    """Every key of (board, period) (they share the hash tag {id:period}), and the
-    board-period's entries in the sets the sweeper and the reconcile read."""
-    pattern = f"{settings.LEADERBOARD_REDIS_PREFIX}:{{{leaderboard_id}:{period}}}*"
+    """Every key of (board, period), and the board-period's entries in the sets the
+    sweeper and the reconcile read."""
+    pattern = redis_keys.period_keys_pattern(leaderboard_id, period)
     deleted = 0
     batch: list[bytes] = []
     for key in client.scan_iter(match=pattern, count=1000):

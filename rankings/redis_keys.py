@@ -1,10 +1,28 @@
-"""Redis key names for one board and period; a hash tag keeps them on one cluster slot."""
+"""Redis key names for one board and period; a hash tag keeps every key of one board (all
+its periods, and its set of hidden users) on one cluster slot, so one Lua script may
+touch the board's hidden set and any period's index together."""
 
 from django.conf import settings
 
 
+def board_prefix(leaderboard_id: int) -> str:
+    """What every key of the board starts with (the board's deletion scans for it)."""
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:{{{leaderboard_id}}}"
+
+
 def _base(leaderboard_id: int, period: str) -> str:
-    return f"{settings.LEADERBOARD_REDIS_PREFIX}:{{{leaderboard_id}:{period}}}"
+    return f"{board_prefix(leaderboard_id)}:{period}"
+
+
+def period_keys_pattern(leaderboard_id: int, period: str) -> str:
+    """A SCAN pattern for every key of one (board, period) (a purged period's)."""
+    return _base(leaderboard_id, period) + ":*"
+
+
+def hidden_key(leaderboard_id: int) -> str:
+    """The board's hidden users (a set, for every period): the index updates skip them.
+    The database (rankings_hiddenuser) is the truth; a rebuild restores the set from it."""
+    return board_prefix(leaderboard_id) + ":hidden"
 
 
 def top_key(leaderboard_id: int, period: str) -> str:

@@ -18,6 +18,7 @@ from rankings import cache
 from rankings.board_versions import boards_version_read
 from rankings.models import Leaderboard, Order, TopN
 from rankings.ordering import from_micros, parse_member, rank_key, to_micros
+from rankings.visibility import NOT_HIDDEN
 from tasks.messages import Row, rows_from_json
 
 logger = logging.getLogger(__name__)
@@ -74,17 +75,19 @@ def db_top_rows(*, leaderboard: Leaderboard, period: str, limit: int) -> list[Ro
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT user_id, score, reached_at, version FROM scores_score
-                WHERE leaderboard_id = %s AND period = %s ORDER BY {_order_sql()} LIMIT %s""",
+                WHERE leaderboard_id = %s AND period = %s AND {NOT_HIDDEN} ORDER BY {_order_sql()} LIMIT %s""",
             [leaderboard.id, period, limit],
         )
         return [Row(u, s, to_micros(r), v) for u, s, r, v in cursor.fetchall()]
 
 
 def db_rows_of(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) -> dict[str, Row]:
+    """The rows of those users who are on the board and not hidden: to the merge root a
+    hidden candidate or member is one that fell, so it repairs the top-N without them."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT user_id, score, reached_at, version FROM scores_score
-               WHERE leaderboard_id = %s AND period = %s AND user_id = ANY(%s)""",
+            f"""SELECT user_id, score, reached_at, version FROM scores_score
+               WHERE leaderboard_id = %s AND period = %s AND user_id = ANY(%s) AND {NOT_HIDDEN}""",
             [leaderboard.id, period, user_ids],
         )
         return {u: Row(u, s, to_micros(r), v) for u, s, r, v in cursor.fetchall()}
@@ -222,7 +225,7 @@ def _user_rank_from_database(
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT sort_key, reached_at, score FROM scores_score WHERE leaderboard_id = %s AND period = %s "
-            "AND user_id = %s",
+            f"AND user_id = %s AND {NOT_HIDDEN}",
             [leaderboard.id, period, user_id],
         )
         found = cursor.fetchone()
@@ -230,7 +233,7 @@ def _user_rank_from_database(
             return None
         sort_key, reached_at, score = found
         position = "(sort_key, reached_at, user_id)"
-        base = "FROM scores_score WHERE leaderboard_id = %s AND period = %s"
+        base = f"FROM scores_score WHERE leaderboard_id = %s AND period = %s AND {NOT_HIDDEN}"
         cursor.execute(
             f"SELECT count(*) FILTER (WHERE {position} < (%s, %s, %s)), count(*) {base}",
             [sort_key, reached_at, user_id, leaderboard.id, period],
@@ -287,7 +290,7 @@ def leaderboard_rank_range(*, leaderboard: Leaderboard, period: str, start: int,
 def _rank_range_from_database(*, leaderboard: Leaderboard, period: str, start: int, count: int) -> RankRange:
     # OFFSET walks the ranking index (score_ranking_idx) from the top: O(start + count)
     # index entries, and the total is a count of the board. Only while Redis rebuilds.
-    base = "FROM scores_score WHERE leaderboard_id = %s AND period = %s"
+    base = f"FROM scores_score WHERE leaderboard_id = %s AND period = %s AND {NOT_HIDDEN}"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) {base}", [leaderboard.id, period])
         (total,) = cursor.fetchone()
@@ -336,7 +339,7 @@ def _ranks_of_from_database(*, leaderboard: Leaderboard, period: str, user_ids: 
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {counts} FROM scores_score "
-            f"WHERE leaderboard_id = %s AND period = %s AND {position} <= (%s, %s, %s)",
+            f"WHERE leaderboard_id = %s AND period = %s AND {position} <= (%s, %s, %s) AND {NOT_HIDDEN}",
             [*(v for p in positions for v in p), leaderboard.id, period, *positions[-1]],
         )
         before = cursor.fetchone()

@@ -66,6 +66,33 @@ class ProcessedEvent(models.Model):
         return f"{self.event_id} of {self.user_id}@{self.leaderboard_id}"
 
 
+class ErasedUser(models.Model):
+    """A user erased on every board (``DELETE /api/v1/users/{id}``): the tombstone ingest
+    checks, so that an event accepted before the erasure but applied after it (still in a
+    queue) cannot bring the user back. Events accepted after ``erased_us`` count again.
+
+    Distributed by user_id and colocated with the scores (the key is the user id): ingest
+    reads it in the same single-shard transaction as the user's rows. Purged with the event
+    ids past their retention window (``scores.maintenance``).
+    """
+
+    user_id = models.CharField(max_length=64, primary_key=True, db_collation="C")
+    # The accepted-time clock of ScoreEvent.accepted_us (µs): events stamped at or before
+    # it are dropped; later ones count.
+    erased_us = models.BigIntegerField()
+    requested_at = models.DateTimeField()
+    # [[board id, period], ...] whose rows the task deleted and whose Redis index and
+    # top-N it has yet to clean: kept in the row, in the delete's transaction, so a task
+    # retried after a Redis failure still knows them (the rows are gone by then).
+    pending = models.JSONField(default=list, blank=True)
+    # Set when the background task is done; until then ingest waits with events of the user
+    # accepted after erased_us (see scores.erasure).
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} erased at {self.erased_us}"
+
+
 def hash_api_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 

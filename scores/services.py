@@ -36,6 +36,7 @@ from rankings.selectors import leaderboards_by_id
 from scores.admission import admission_check
 from scores.citus import scores_distributed, user_shards
 from scores.publisher import BrokerUnavailable, ingest_publisher
+from scores.tombstones import Tombstone, is_erased, tombstones_read
 from tasks.messages import ChangedRow, Row, ScoreEvent
 
 logger = logging.getLogger(__name__)
@@ -292,10 +293,17 @@ class _Fresh:
 
 
 def _fresh_events(
-    boards: dict[int, Leaderboard], unique: dict[EventKey, ScoreEvent], fresh_ids: set[EventKey]
+    boards: dict[int, Leaderboard],
+    unique: dict[EventKey, ScoreEvent],
+    fresh_ids: set[EventKey],
+    tombstones: dict[str, Tombstone],
 ) -> _Fresh:
     found = _Fresh()
     for event_key, event in unique.items():
+        if is_erased(tombstones.get(event.user_id), event.accepted_us):
+            # Dropped, and its row not handed off (the erasure removes it); its id is
+            # recorded, so a resend of it is not counted later either.
+            continue
         board = boards[event.leaderboard_id]
         key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
         found.touched.add(key)
@@ -472,19 +480,27 @@ class _Applied:
 
 
 def _apply_in_one(
-    cursor: CursorWrapper, boards: dict[int, Leaderboard], unique: dict[EventKey, ScoreEvent], applied_at: datetime
+    cursor: CursorWrapper,
+    boards: dict[int, Leaderboard],
+    unique: dict[EventKey, ScoreEvent],
+    applied_at: datetime,
+    tombstones: dict[str, Tombstone],
 ) -> _Applied:
     """Plain PostgreSQL: the event ids in one statement, then one per group."""
     statements = _ArrayStatements(cursor)
     fresh_ids = statements.record_events(sorted(unique), applied_at)
-    fresh = _fresh_events(boards, unique, fresh_ids)
+    fresh = _fresh_events(boards, unique, fresh_ids, tombstones)
     plan = _score_plan(boards, fresh, touches_in_key_order=False)
     changed = [row for write in plan.writes for row in statements.write(write, plan)]
     return _Applied(changed, fresh.touched, fresh_ids)
 
 
 def _apply_by_shard(
-    cursor: CursorWrapper, boards: dict[int, Leaderboard], unique: dict[EventKey, ScoreEvent], applied_at: datetime
+    cursor: CursorWrapper,
+    boards: dict[int, Leaderboard],
+    unique: dict[EventKey, ScoreEvent],
+    applied_at: datetime,
+    tombstones: dict[str, Tombstone],
 ) -> _Applied:
     """Citus: the statements of each shard alone, in ascending shard id; the event ids of
     every shard first (one pipeline), then the score rows of every shard (another)."""
@@ -494,7 +510,7 @@ def _apply_by_shard(
         with _pipelined():
             recorded = [statements.record_events(sorted(part), applied_at) for part in parts]
         fresh_ids = [{tuple(row) for row in sent.fetchall()} for sent in recorded]
-        fresh = [_fresh_events(boards, part, ids) for part, ids in zip(parts, fresh_ids, strict=True)]
+        fresh = [_fresh_events(boards, part, ids, tombstones) for part, ids in zip(parts, fresh_ids, strict=True)]
         plans = [_score_plan(boards, part, touches_in_key_order=True) for part in fresh]
         with _pipelined():
             written = [statements.write(write, plan) for plan in plans for write in plan.writes]
@@ -549,8 +565,10 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
 
     with transaction.atomic(), connection.cursor() as cursor:
         applied_at = now or from_micros(now_micros())
+        # Erased users (scores.tombstones): read in this transaction, before any write.
+        tombstones = tombstones_read(cursor, _text_array(sorted({event.user_id for event in unique.values()})))
         apply = _apply_by_shard if scores_distributed(cursor) else _apply_in_one
-        applied = apply(cursor, boards, unique, applied_at)
+        applied = apply(cursor, boards, unique, applied_at, tombstones)
         changed, fresh_ids = applied.changed, applied.fresh_ids
         moved = {_Key(c.row.user_id, c.leaderboard_id, c.period) for c in changed}
         unmoved = sorted(applied.touched - moved, key=_key_order)

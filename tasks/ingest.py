@@ -11,6 +11,7 @@ from rankings.cache import redis_client
 from rankings.services import ranking_handoff
 from scores.admission import backlog_count
 from scores.services import score_events_apply
+from scores.tombstones import ErasureInProgress
 from tasks.consuming import messages_taken
 from tasks.errors import TRANSIENT_ERRORS
 from tasks.messages import ScoreEvent, ingest_batch_from_payload
@@ -39,7 +40,8 @@ def _apply(events: list[ScoreEvent]) -> int:
 @shared_task(
     name=APPLY_EVENTS_TASK,
     bind=True,
-    autoretry_for=TRANSIENT_ERRORS,
+    # An erasure still running for a user of the batch passes like an outage (seconds).
+    autoretry_for=(*TRANSIENT_ERRORS, ErasureInProgress),
     retry_backoff=1,
     retry_backoff_max=10,
     retry_jitter=True,
@@ -68,7 +70,7 @@ def apply_events(self: Task, batch: list) -> int:
             logger.info("ingest transaction: messages=%d events=%d", 1 + extra_messages, len(events))
             backlog_count(applied=len(events))
             return changed
-    except TRANSIENT_ERRORS:
+    except (*TRANSIENT_ERRORS, ErasureInProgress):
         raise
     except Exception:
         if not extra_messages:

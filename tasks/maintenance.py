@@ -1,7 +1,9 @@
 """Maintenance tasks run by beat: sweep stranded rounds, reconcile the top-N, purge old
-event ids, open, close and purge the periods of resetting boards."""
+event ids, open, close and purge the periods of resetting boards; and the background half
+of erasing a user."""
 
 from dataclasses import asdict
+from datetime import datetime
 
 from celery import shared_task
 from django.conf import settings
@@ -9,10 +11,11 @@ from django.utils import timezone
 
 from operations.reconcile import reconcile_mark
 from rankings.cache import redis_client
+from rankings.erasure import ERASE_USER_TASK, erase_task_send, erasures_resume, user_erase_finish, user_erase_step
 from rankings.period_upkeep import PERIOD_UPKEEP_TASK, periods_upkeep
 from rankings.selectors import leaderboards_by_id
 from rankings.services import board_reconcile, reconcile_fanout, rounds_sweep
-from scores.maintenance import processed_events_purge
+from scores.maintenance import erased_users_purge, processed_events_purge
 from tasks.errors import TRANSIENT_ERRORS
 
 
@@ -34,7 +37,31 @@ def reconcile_board(leaderboard_id: int, period: str) -> None:
 
 @shared_task(name="tasks.maintenance.purge_event_ids", expires=3500)
 def purge_event_ids() -> int:
+    erased_users_purge()
+    erasures_resume()
     return processed_events_purge()
+
+
+@shared_task(
+    name=ERASE_USER_TASK,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=None,
+)
+def erase_user(user_id: str, cutoff: str | None = None, finish_erased_us: int | None = None) -> str:
+    """Erase a user (rankings.erasure): delete, then a grace period later finish. Each
+    run is bounded; a run that had to wait for older transactions sends the next one."""
+    if finish_erased_us is not None:
+        return user_erase_finish(user_id=user_id, erased_us=finish_erased_us).outcome
+    step = user_erase_step(user_id=user_id, cutoff=datetime.fromisoformat(cutoff) if cutoff else None)
+    if step.outcome == "waiting":
+        erase_task_send(user_id=user_id, cutoff=step.cutoff, countdown=1)
+    elif step.outcome == "grace":
+        erase_task_send(
+            user_id=user_id, finish_erased_us=step.erased_us, countdown=settings.LEADERBOARD_ERASE_GRACE_SECONDS
+        )
+    return step.outcome
 
 
 @shared_task(name="tasks.maintenance.sweep_rounds", expires=4)

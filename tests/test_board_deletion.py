@@ -2,12 +2,11 @@
 at once, its rows removed in chunks by a real worker, and its Redis keys cleaned."""
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from rankings import cache
+from rankings import cache, redis_keys
 from rankings.deletion import board_delete_step, board_deletion_start
 from rankings.models import Leaderboard, TopN
 from scores.models import ApiKey, ProcessedEvent, Score
@@ -37,7 +36,7 @@ def seed(board: Leaderboard, users: int) -> None:
 
 
 def board_keys(board_id: int) -> list[bytes]:
-    return list(cache.redis_client().scan_iter(match=f"{settings.LEADERBOARD_REDIS_PREFIX}:{{{board_id}:*"))
+    return list(cache.redis_client().scan_iter(match=redis_keys.board_prefix(board_id) + "*"))
 
 
 @pytest.mark.pipeline

@@ -204,3 +204,17 @@ def test_it_keeps_plain_postgres_on_the_array_statements(db, make_board):
         score_events_apply(events=[ScoreEvent(board.id, f"u{n}", n + 1, f"e{n}", now_micros()) for n in range(50)])
     inserts = [statement for statement in sent if statement.lstrip().startswith("INSERT")]
     assert len(inserts) == 2 and all("unnest(" in statement for statement in inserts), inserts
+
+
+def test_it_keeps_hidden_users_for_reference_and_tombstones_with_the_scores(db):
+    # Hidden users: few, joined by every ranking query of a board on every shard.
+    assert "rankings_hiddenuser" in REFERENCE
+    assert {dst for src, dst, _ in foreign_keys() if src == "rankings_hiddenuser"} == {"rankings_leaderboard"}
+    # Same type and collation as the score rows they are compared with (NOT EXISTS).
+    assert column("rankings_hiddenuser", "user_id") == column("scores_score", "user_id")
+    # Erasure tombstones: read by ingest in the user's single-shard transaction.
+    assert DISTRIBUTED["scores_eraseduser"] == "user_id"
+    assert COLOCATED_WITH["scores_eraseduser"] == "scores_score"
+    (pkey,) = [cols for _, kind, cols in constraints("scores_eraseduser", "p")]
+    assert pkey == ["user_id"]
+    assert column("scores_eraseduser", "user_id") == column("scores_score", "user_id")
