@@ -38,8 +38,14 @@ def reconcile_board(leaderboard_id: int, period: str) -> None:
 @shared_task(name="tasks.maintenance.purge_event_ids", expires=3500)
 def purge_event_ids() -> int:
     erased_users_purge()
-    erasures_resume()
     return processed_events_purge()
+
+
+@shared_task(name="tasks.maintenance.resume_erasures", expires=55)
+def resume_erasures() -> int:
+    """Erasures whose task was lost: ingest holds back a batch with a later event of such a
+    user until the erasure finishes, so waiting an hour for the purge would stall it."""
+    return erasures_resume()
 
 
 @shared_task(

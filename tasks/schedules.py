@@ -22,5 +22,8 @@ SCHEDULES = [
     # Resetting boards: opens the next period, closes finished ones (final top-N stored) a
     # grace after their end, purges those past keep_periods.
     Schedule("close and purge periods", "tasks.maintenance.period_upkeep", every_seconds=30, expires_seconds=25),
+    # An erasure left unfinished (its task lost) holds back ingest batches with the user's
+    # later events: send it again soon.
+    Schedule("resume lost erasures", "tasks.maintenance.resume_erasures", every_seconds=60, expires_seconds=55),
     Schedule("purge old event ids", "tasks.maintenance.purge_event_ids", every_seconds=3600, expires_seconds=3000),
 ]
