@@ -247,6 +247,21 @@ def redis_client() -> Redis:
 _scripts: dict[str, Script] = {}
 
 
+def keys_delete_matching(client: Redis, pattern: str) -> int:
+    """Delete every key matching a SCAN pattern, 500 at a time (never KEYS: it blocks
+    Redis for the whole keyspace); returns how many were deleted."""
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    return deleted
+
+
 def run_script(client: Redis | Pipeline, lua: str, keys_: list[str], args: list[Any]) -> Any:
     """Run a Lua script with EVALSHA (loaded only when Redis lacks it); on a pipeline it
     is queued with the pipeline's other commands."""

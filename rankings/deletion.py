@@ -51,17 +51,7 @@ def _delete_users_chunk(table: str, leaderboard_id: int, chunk: int) -> int:
 
 def board_redis_keys_delete(client: Redis, leaderboard_id: int) -> int:
     """Every key of the board, whatever its period (keys start with the hash tag {id})."""
-    pattern = keys.board_prefix(leaderboard_id) + "*"
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += client.delete(*batch)
-            batch = []
-    if batch:
-        deleted += client.delete(*batch)
-    return deleted
+    return cache.keys_delete_matching(client, keys.board_prefix(leaderboard_id) + "*")
 
 
 def board_delete_step(*, leaderboard_id: int, chunk: int, budget_seconds: float) -> bool:

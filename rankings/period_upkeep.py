@@ -113,16 +113,7 @@ def _delete_rows_chunk(leaderboard_id: int, period: str, chunk: int) -> int:
 def period_redis_keys_delete(client: Redis, leaderboard_id: int, period: str) -> int:
     """Every key of (board, period), and the board-period's entries in the sets the
     sweeper and the reconcile read."""
-    pattern = redis_keys.period_keys_pattern(leaderboard_id, period)
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += client.delete(*batch)
-            batch = []
-    if batch:
-        deleted += client.delete(*batch)
+    deleted = cache.keys_delete_matching(client, redis_keys.period_keys_pattern(leaderboard_id, period))
     pipe = client.pipeline(transaction=False)
     pipe.srem(redis_keys.touched_key(), f"{leaderboard_id}|{period}")
     pipe.zrem(redis_keys.reconciled_key(), f"{leaderboard_id}|{period}")
