@@ -176,7 +176,8 @@ def test_it_refuses_erasing_without_an_admin_key_or_with_a_bad_id(api, db, admin
     assert not ErasedUser.objects.exists()
 
 
-def test_it_purges_finished_tombstones_past_the_retention_and_resends_unfinished_ones(transactional_db, settings):
+@pytest.mark.pipeline
+def test_it_purges_finished_tombstones_past_the_retention_and_resends_unfinished_ones(worker, settings):
     from datetime import timedelta
 
     from rankings.erasure import erasures_resume
@@ -191,3 +192,6 @@ def test_it_purges_finished_tombstones_past_the_retention_and_resends_unfinished
     assert erased_users_purge() == 1
     assert sorted(ErasedUser.objects.values_list("user_id", flat=True)) == ["old-stuck", "recent-done"]
     assert erasures_resume() == 1  # the stuck one's task is sent again
+    # ... and a worker runs it to the end (left running, it would meet the next test's
+    # database flush).
+    eventually(lambda: erased_and_finished("old-stuck"), timeout=30)
