@@ -126,7 +126,7 @@ class UserEraseView(APIView):
             erase_task_send(user_id=user_id)
         except (BrokerOperationalError, OSError) as exc:
             # The tombstone is written (ingest already drops the user's older events); the
-            # hourly purge sends the task again for an erasure left unfinished.
+            # beat resends the task within about a minute for an erasure left unfinished.
             raise TaskUnavailable() from exc
         body = {"user_id": user_id, "status": "erasing", "erased_us": tombstone.erased_us}
         return Response(ErasingOutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)

@@ -167,7 +167,7 @@ def user_erase_finish(*, user_id: str, erased_us: int) -> EraseStep:
 
 def erasures_resume() -> int:
     """Send the task again for erasures left unfinished (a lost task message, a broker
-    down at the request); run by the hourly purge."""
+    down at the request); run every minute by beat ("resume lost erasures")."""
     stale = timezone.now() - timedelta(minutes=1)
     users = list(
         ErasedUser.objects.filter(finished_at__isnull=True, requested_at__lt=stale).values_list("user_id", flat=True)
