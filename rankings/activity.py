@@ -11,10 +11,10 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from django.conf import settings
 from redis import Redis
 from redis.exceptions import RedisError
 
+from rankings import redis_keys
 from rankings.cache import redis_client
 from tasks.messages import ScoreEvent
 
@@ -26,13 +26,8 @@ ACTIVITY_WINDOW_SECONDS = 60
 
 
 def activity_key(leaderboard_id: int, second: int) -> str:
-    # The hash tag keeps a board's counters on one cluster slot, like its other keys.
-    return f"{settings.LEADERBOARD_REDIS_PREFIX}:{{{leaderboard_id}}}:activity:{second}"
-
-
-def board_activity_record(client: Redis, leaderboard_id: int, events: int, now: float) -> None:
-    """Count ``events`` for the board in the second ``now`` (epoch seconds) falls in."""
-    boards_activity_record(client, {leaderboard_id: events}, now)
+    # Under the board's prefix (its hash tag): on its cluster slot, deleted with the board.
+    return f"{redis_keys.board_prefix(leaderboard_id)}:activity:{second}"
 
 
 def boards_activity_record(client: Redis, events_by_board: dict[int, int], now: float) -> None:

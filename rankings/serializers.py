@@ -1,16 +1,14 @@
 """Input and output shapes of the leaderboard API."""
 
-from collections.abc import Mapping
-from typing import Any
-
 from rest_framework import serializers
 
+from leaderboard_project.serializers import KnownFieldsOnly
 from rankings.models import INT64_MAX, INT64_MIN, Leaderboard, id_validator
 
 BOARD_PERIOD_FIELDS = ["reset", "reset_timezone", "keep_periods"]
 
 
-class LeaderboardInputSerializer(serializers.ModelSerializer):
+class LeaderboardInputSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     min_points = serializers.IntegerField(min_value=INT64_MIN, max_value=INT64_MAX, default=0)
     max_points = serializers.IntegerField(min_value=INT64_MIN, max_value=INT64_MAX, default=10**12)
     top_n = serializers.IntegerField(min_value=1, max_value=1000, default=100)
@@ -21,15 +19,6 @@ class LeaderboardInputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Leaderboard
         fields = ["slug", "name", "order", "aggregation", "top_n", "min_points", "max_points", *BOARD_PERIOD_FIELDS]
-
-    def to_internal_value(self, data: Any) -> Any:
-        # A typo such as "rest": "daily" must not pass silently as a board that never resets.
-        if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                known = f"Unknown field; the fields are {', '.join(self.fields)}."
-                raise serializers.ValidationError({name: [known] for name in unknown})
-        return super().to_internal_value(data)
 
     def validate(self, attrs: dict) -> dict:
         if attrs["min_points"] > attrs["max_points"]:
