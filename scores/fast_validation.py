@@ -12,12 +12,12 @@ from typing import Any
 from rankings.models import Leaderboard
 
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_SINGLE_FIELDS = frozenset({"user_id", "points", "event_id"})
 MAX_BATCH = 1000
 
 
 def _event(item: Any, low: int, high: int) -> dict[str, Any] | None:
-    if type(item) is not dict:
+    # Any other field (a typo such as "eventid") is the serializers' to name.
+    if type(item) is not dict or len(item) != 2 + ("event_id" in item):
         return None
     user_id, points = item.get("user_id"), item.get("points")
     if type(user_id) is not str or not _ID.fullmatch(user_id):
@@ -41,7 +41,7 @@ def valid_events(data: Any, board: Leaderboard) -> list[dict[str, Any]] | None:
         single = _event(data, low, high)
         return None if single is None else [single]
     batch = data["events"]
-    if type(batch) is not list or not 1 <= len(batch) <= MAX_BATCH or _SINGLE_FIELDS & data.keys():
+    if type(batch) is not list or not 1 <= len(batch) <= MAX_BATCH or len(data) != 1:
         return None
     events = []
     for item in batch:

@@ -2,11 +2,12 @@
 
 from rest_framework import serializers
 
+from leaderboard_project.serializers import KnownFieldsOnly
 from rankings.models import INT64_MAX, INT64_MIN, id_validator
 from scores.fast_validation import MAX_BATCH, valid_events
 
 
-class ScoreEventSerializer(serializers.Serializer):
+class ScoreEventSerializer(KnownFieldsOnly, serializers.Serializer):
     user_id = serializers.CharField(max_length=64, validators=[id_validator], trim_whitespace=False)
     points = serializers.IntegerField(min_value=INT64_MIN, max_value=INT64_MAX)
     event_id = serializers.CharField(max_length=64, validators=[id_validator], required=False, trim_whitespace=False)
@@ -20,7 +21,7 @@ class ScoreEventSerializer(serializers.Serializer):
         return value
 
 
-class ScoreBatchSerializer(serializers.Serializer):
+class ScoreBatchSerializer(KnownFieldsOnly, serializers.Serializer):
     events = ScoreEventSerializer(many=True, min_length=1, max_length=MAX_BATCH)
 
 

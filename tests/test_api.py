@@ -317,6 +317,31 @@ def test_it_refuses_events_beside_single_event_fields(api, admin_key, make_board
     snapshot.assert_unchanged()
 
 
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"user_id": "a", "points": 1, "pointz": 2}, ["pointz"]),
+        ({"user_id": "a", "points": 1, "event_id": "e1", "board": "x"}, ["board"]),
+        ({"events": [{"user_id": "a", "points": 1}], "note": "x"}, ["note"]),
+        (
+            {"events": [{"user_id": "a", "points": 1}, {"user_id": "b", "points": 2, "eventid": "e"}]},
+            ["events", "1", "eventid"],
+        ),
+    ],
+)
+def test_it_refuses_unknown_fields_and_names_them(api, admin_key, make_board, body, path):
+    # A typo ("eventid") must not pass silently: the event would lose its exactly-once id.
+    board = make_board()
+    snapshot = Snapshot()
+    response = bearer(api, admin_key).post(scores_url(board.slug), body, format="json")
+    assert response.status_code == 400, response.content
+    errors = response.json()
+    for name in path:
+        assert name in errors, errors
+        errors = errors[name]
+    snapshot.assert_unchanged()
+
+
 @pytest.mark.parametrize("events", ["not-a-list", {"user_id": "a", "points": 1}, [1], ["a"], None])
 def test_it_refuses_events_that_are_not_a_list_of_objects(api, admin_key, make_board, events):
     board = make_board()
