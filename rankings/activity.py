@@ -30,6 +30,11 @@ def activity_key(leaderboard_id: int, second: int) -> str:
     return f"{redis_keys.board_prefix(leaderboard_id)}:activity:{second}"
 
 
+def board_activity_record(client: Redis, leaderboard_id: int, events: int, now: float) -> None:
+    """Count ``events`` for the board in the second ``now`` (epoch seconds) falls in."""
+    boards_activity_record(client, {leaderboard_id: events}, now)
+
+
 def boards_activity_record(client: Redis, events_by_board: dict[int, int], now: float) -> None:
     """Count each board's events in the second ``now`` falls in: one round trip for all."""
     pipe = client.pipeline(transaction=False)
