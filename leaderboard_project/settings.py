@@ -114,6 +114,20 @@ DATABASES = {
         "TEST": {"NAME": env_str("LEADERBOARD_TEST_DB_NAME", "test_leaderboard")},
     }
 }
+# The web tier runs many threads per process (granian's blocking threads: a score request
+# waits in one for its confirm), and a connection per thread would run PostgreSQL out of
+# connections; bin/web sets this, and the threads share a bounded pool (psycopg_pool) of
+# this many connections per process instead. 0 (workers, commands): a connection each.
+LEADERBOARD_DB_POOL_SIZE = env_int("LEADERBOARD_DB_POOL_SIZE", 0)
+if LEADERBOARD_DB_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": 1,
+            "max_size": LEADERBOARD_DB_POOL_SIZE,
+            "timeout": env_float("LEADERBOARD_DB_POOL_TIMEOUT", 5.0),
+        }
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("LEADERBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -183,6 +197,9 @@ LEADERBOARD_ROUND_TAKEOVER_MS = env_int("LEADERBOARD_ROUND_TAKEOVER_MS", 30_000)
 # a request that gets no confirm within the timeout answers 503 (a memory alarm blocks
 # publishers instead of failing them).
 LEADERBOARD_PUBLISH_MAX_EVENTS = env_int("LEADERBOARD_PUBLISH_MAX_EVENTS", 1000)
+# Messages in flight at once on a process's connection (each waits for its own confirm):
+# a full message goes without waiting for the one before (scores.publisher).
+LEADERBOARD_PUBLISH_MAX_IN_FLIGHT = env_int("LEADERBOARD_PUBLISH_MAX_IN_FLIGHT", 4)
 LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT = env_float("LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT", 5.0)
 # Admission control: past this many events waiting in the ingest queues (estimated from
 # their depths, read every CHECK seconds by each web process) a score request answers 503

@@ -2,16 +2,16 @@
 
 The web tier accepts batched events several times faster than the workers apply them,
 so under a sustained overload the queues (and freshness) would grow without bound. The
-backlog in events is two Redis counters: events published (the web tier adds each
-confirmed message's events) less events applied (the ingest workers add each committed
-transaction's). Each web process runs one monitor thread that reads them, with the
-ingest queues' depths, every ``LEADERBOARD_ADMISSION_CHECK_SECONDS``; once the pipeline
-is idle (no ready message and nothing applied for a second) the counters are set level
-again, so a dead-lettered message never applied does not drift the figure for long, and a
-redelivery applied twice is levelled at once. Past
-``LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS`` a score
-request answers 503 with ``Retry-After`` before anything is published: a 503 promises
-nothing and enqueues nothing, so a client that resends with event ids loses nothing.
+backlog in events is two Redis counters: events published (each web process adds its
+confirmed messages' events at each reading, see ``PublishTally``) less events applied
+(the ingest workers add each committed transaction's). Each web process runs one monitor
+thread that reads them, with the ingest queues' depths, every
+``LEADERBOARD_ADMISSION_CHECK_SECONDS``; once the pipeline is idle (no ready message and
+nothing applied for a second) the counters are set level again, so a dead-lettered
+message never applied does not drift the figure for long, and a redelivery applied twice
+is levelled at once. Past ``LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS`` a score request
+answers 503 with ``Retry-After`` before anything is published: a 503 promises nothing and
+enqueues nothing, so a client that resends with event ids loses nothing.
 
 Fair share: past half the bound, a key that sent half again more than an equal split of the
 last second's events gets 429 instead, so one flooding key is held back before everybody
@@ -49,16 +49,45 @@ def _counter_key(name: str) -> str:
     return f"{settings.LEADERBOARD_REDIS_PREFIX}:backlog:{name}"
 
 
-def backlog_count(*, published: int = 0, applied: int = 0) -> None:
-    """Count confirmed (web) or committed (worker) events; Redis away only blurs the figure."""
+def backlog_count(*, applied: int) -> None:
+    """Count committed events (a worker); Redis away only blurs the figure."""
     try:
-        client = redis_client()
-        if published:
-            client.incrby(_counter_key("published"), published)
-        if applied:
-            client.incrby(_counter_key("applied"), applied)
+        redis_client().incrby(_counter_key("applied"), applied)
     except RedisError as exc:
         logger.warning("backlog counter not updated: %s", exc)
+
+
+class PublishTally:
+    """What this web process published and the broker confirmed, counted in memory and
+    added to the shared counters (events: ``published``; messages: ``messages``) once per
+    reading of the monitor, not once per message."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events = 0
+        self._messages = 0
+
+    def add(self, *, events: int, messages: int) -> None:
+        with self._lock:
+            self._events += events
+            self._messages += messages
+
+    def flush(self, client: Redis) -> None:
+        with self._lock:
+            events, messages, self._events, self._messages = self._events, self._messages, 0, 0
+        if not messages:
+            return
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.incrby(_counter_key("published"), events)
+                pipe.incrby(_counter_key("messages"), messages)
+                pipe.execute()
+        except RedisError as exc:
+            self.add(events=events, messages=messages)  # counted at the next reading
+            logger.warning("publish counters not updated: %s", exc)
+
+
+publish_tally = PublishTally()
 
 
 def backlog_in_flight() -> int:
@@ -132,6 +161,8 @@ class BacklogMonitor:
                 # Declared as the workers declare them (idempotent): a queue nobody has
                 # published to yet exists, empty, instead of failing the reading.
                 messages = sum(queue.bind(channel).queue_declare().message_count for queue in queues)
+                # This process's publishes first, so its own reading counts them.
+                publish_tally.flush(redis_client())
                 counters = [_counter_key("published"), _counter_key("applied")]
                 # Level only if still idle now: a burst that arrived since the last reading counts.
                 level = "level" if messages == 0 and idle >= _IDLE_READINGS else ""

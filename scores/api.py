@@ -1,4 +1,9 @@
-"""The score endpoint: validate, publish with broker confirms, answer 202."""
+"""The score endpoint: validate, publish with broker confirms, answer 202.
+
+Under bin/web most score requests never get here: ``scores.front_door`` answers the plain,
+valid ones before Django's request cycle, with the same parts (key copies, the leased
+throttle, the typed records, admission, the publisher), and hands everything else to this
+view, which words every refusal."""
 
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, status
@@ -48,11 +53,6 @@ class ScoreSubmitView(APIView):
         except BrokerUnavailable as exc:
             raise ServiceUnavailable() from exc
         except Overloaded as exc:
-            # Shed at the door: nothing was published, so a resend later is always safe.
-            if exc.reason == "over share":
-                detail, code = "This key sends more than its share while the service is busy; retry later.", 429
-            else:
-                detail, code = "Overloaded: too many events wait to be applied; retry later.", 503
-            return Response({"detail": detail}, status=code, headers={"Retry-After": "1"})
+            return Response({"detail": exc.detail}, status=exc.status, headers={"Retry-After": "1"})
         events_accepted(board.slug, accepted)
         return Response(AcceptedSerializer({"accepted": accepted}).data, status=status.HTTP_202_ACCEPTED)

@@ -3,24 +3,54 @@
 import logging
 
 from django.conf import settings
-from django_redis import get_redis_connection
+from django.db import transaction
 from redis.exceptions import RedisError
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
-from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from leaderboard_project.memo import MISSING, TtlMemo
+from leaderboard_project.memo import MISSING, SharedVersionWatch, TtlMemo
+from rankings.cache import redis_client
 from scores.models import ApiKey, hash_api_key
+from scores.throttle import key_throttle
 
 logger = logging.getLogger(__name__)
 
-# Keys are looked up on every write; a revoked key stops working within 10 seconds.
+
+def _api_keys_version_key() -> str:
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:api_keys:version"
+
+
+def _api_keys_version_read() -> bytes | None:
+    return redis_client().get(_api_keys_version_key())
+
+
+def api_keys_changed() -> None:
+    """A key was made, changed or deleted: every process drops its copies within
+    LEADERBOARD_BOARD_MEMO_CHECK_SECONDS (this one at once), after the commit."""
+    _keys_watch.forget()
+
+    def bump() -> None:
+        try:
+            redis_client().incr(_api_keys_version_key())
+        except RedisError as exc:
+            logger.warning("API keys version not bumped (Redis: %s); other processes see it within 10 s", exc)
+
+    transaction.on_commit(bump)
+
+
+# Keys are looked up on every write, from a per-process copy: a revoked key stops working
+# in every process within the version check's interval (1 s), and within the TTL (10 s)
+# should the version be unreadable.
 _keys = TtlMemo(ttl_seconds=10.0)
+_keys_watch = SharedVersionWatch(
+    _api_keys_version_read, [_keys], interval_seconds=settings.LEADERBOARD_BOARD_MEMO_CHECK_SECONDS
+)
 
 
 def api_key_lookup(raw_key: str) -> ApiKey | None:
+    _keys_watch.check()
     digest = hash_api_key(raw_key)
     key = _keys.get(digest)
     if key is MISSING:
@@ -64,50 +94,27 @@ class HasAdminKey(permissions.BasePermission):
         return request.auth.is_admin
 
 
-# One atomic step: count the request in the key's window, starting the window (with its
-# expiry) on its first request. Returns the count and the milliseconds left in the window.
-_COUNT_REQUEST = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('PTTL', KEYS[1])}
-"""
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """ "100/minute" -> (100, 60), as DRF spells rates."""
-    count, per = rate.split("/")
-    return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[per[0]]
+# The front door (scores.front_door) sets this in the WSGI environ when it already counted
+# the request against its key's budget and handed the request on to Django: not twice.
+THROTTLE_TAKEN = "leaderboard.throttle_taken"
 
 
 class ApiKeyRateThrottle(BaseThrottle):
-    """Per-key request rate: a counter per key and window in Redis.
+    """Per-key request rate: a window per key in Redis, leased in chunks (scores.throttle).
 
     DRF's own SimpleRateThrottle stores every request's timestamp in one cache entry,
-    read and rewritten on each request: at thousands of requests a minute that entry is
-    the bottleneck. A counter costs one Redis round trip at any rate.
+    read and rewritten on each request; a counter per window costs one round trip per
+    chunk of requests instead, whatever the rate.
     """
-
-    scope = "api_key"
 
     def __init__(self) -> None:
         self.wait_seconds: float | None = None
 
     def allow_request(self, request: Request, view: object) -> bool:
-        if not isinstance(request.auth, ApiKey):
+        if not isinstance(request.auth, ApiKey) or request.META.get(THROTTLE_TAKEN):
             return True
-        limit, period = parse_rate(api_settings.DEFAULT_THROTTLE_RATES[self.scope])
-        key = f"{settings.LEADERBOARD_REDIS_PREFIX}:throttle:{request.auth.pk}"
-        try:
-            client = get_redis_connection("default")
-            count, left_ms = client.register_script(_COUNT_REQUEST)(keys=[key], args=[period * 1000], client=client)
-        except RedisError as exc:
-            # Availability over strictness: a Redis outage must not stop score intake.
-            logger.warning("throttle not applied, Redis failed: %s", exc)
-            return True
-        if count <= limit:
-            return True
-        self.wait_seconds = max(left_ms, 1) / 1000
-        return False
+        self.wait_seconds = key_throttle.wait_for(request.auth.pk)
+        return self.wait_seconds is None
 
     def wait(self) -> float | None:
         return self.wait_seconds

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from leaderboard_project.serializers import KnownFieldsOnly
 from rankings.models import INT64_MAX, INT64_MIN, id_validator
-from scores.fast_validation import MAX_BATCH, valid_events
+from scores.submission import MAX_BATCH, submission_convert, submitted_event
 
 
 class ScoreEventSerializer(KnownFieldsOnly, serializers.Serializer):
@@ -26,10 +26,10 @@ class ScoreBatchSerializer(KnownFieldsOnly, serializers.Serializer):
 
 
 class ScoreSubmitSerializer(serializers.Serializer):
-    """Either the fields of one event, or ``events``: a list of them."""
+    """Either the fields of one event, or ``events``: a list of them, as ``SubmittedEvent``s."""
 
     def to_internal_value(self, data: object) -> dict:
-        events = valid_events(data, self.context["leaderboard"])
+        events = submission_convert(data, self.context["leaderboard"])
         if events is not None:
             return {"events": events}
         if isinstance(data, dict) and "events" in data:
@@ -38,10 +38,10 @@ class ScoreSubmitSerializer(serializers.Serializer):
                 raise serializers.ValidationError({field: ["Not allowed beside 'events'."] for field in extra})
             batch = ScoreBatchSerializer(data=data, context=self.context)
             batch.is_valid(raise_exception=True)
-            return {"events": batch.validated_data["events"]}
+            return {"events": [submitted_event(event) for event in batch.validated_data["events"]]}
         single = ScoreEventSerializer(data=data, context=self.context)
         single.is_valid(raise_exception=True)
-        return {"events": [single.validated_data]}
+        return {"events": [submitted_event(single.validated_data)]}
 
 
 class AcceptedSerializer(serializers.Serializer):

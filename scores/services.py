@@ -14,16 +14,19 @@ event to reach it stamps ``reached_at``), ``last`` is a last-writer-wins registe
 messages therefore cannot change a result.
 """
 
+import itertools
 import logging
+import os
 import re
+import secrets
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
@@ -36,6 +39,7 @@ from rankings.selectors import leaderboards_by_id
 from scores.admission import admission_check
 from scores.citus import scores_distributed, user_shards
 from scores.publisher import BrokerUnavailable, ingest_publisher
+from scores.submission import SubmittedEvent, submitted_event
 from scores.tombstones import Tombstone, is_erased, tombstones_read
 from tasks.messages import ChangedRow, Row, ScoreEvent
 
@@ -59,20 +63,60 @@ class Overloaded(Exception):
         super().__init__(reason)
         self.reason = reason
 
+    @property
+    def status(self) -> int:
+        return 429 if self.reason == "over share" else 503
 
-def score_events_submit(*, leaderboard: Leaderboard, events: Sequence[dict], api_key_id: int | None = None) -> int:
+    @property
+    def detail(self) -> str:
+        # Shed at the door: nothing was published, so a resend later is always safe.
+        if self.reason == "over share":
+            return "This key sends more than its share while the service is busy; retry later."
+        return "Overloaded: too many events wait to be applied; retry later."
+
+
+class _ServerEventIds:
+    """Ids for events sent without one: unique across processes and restarts (a random
+    token per process, then a counter), with no system call per event as uuid4 costs."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._token = ""
+        self._counter = itertools.count()
+
+    def next(self, position: int) -> str:
+        if self._pid != os.getpid():  # a forked child must not repeat its parent's ids
+            self._pid, self._token, self._counter = os.getpid(), secrets.token_hex(12), itertools.count()
+        # Sorted by position within the request first, so on a "last" board the later of
+        # two events of one request wins, as the client wrote them.
+        return f"{SERVER_EVENT_ID_MARK}{position:04d}{self._token}{next(self._counter):x}"
+
+
+_server_event_ids = _ServerEventIds()
+
+
+def score_events_submit(
+    *, leaderboard: Leaderboard, events: Sequence[SubmittedEvent | Mapping[str, Any]], api_key_id: int | None = None
+) -> int:
     """Stamp validated events with one accepted time and publish them as one message;
-    refuse them (Overloaded) while admission control sheds load."""
+    refuse them (Overloaded) while admission control sheds load. The events are the API's
+    typed records, or plain mappings of the same fields (commands, tests)."""
+    events = [event if isinstance(event, SubmittedEvent) else submitted_event(event) for event in events]
     refusal = admission_check(key_id=api_key_id, events=len(events))
     if refusal is not None:
         raise Overloaded(refusal)
     accepted_us = now_micros()
-    batch = []
-    for position, event in enumerate(events):
-        # Server ids sort by position within the request, so on a "last" board the later
-        # of two events of one request wins, as the client wrote them.
-        event_id = event.get("event_id") or f"{SERVER_EVENT_ID_MARK}{position:04d}{uuid.uuid4().hex}"
-        batch.append(ScoreEvent(leaderboard.id, event["user_id"], event["points"], event_id, accepted_us))
+    board_id = leaderboard.id
+    batch = [
+        ScoreEvent(
+            board_id,
+            event.user_id,
+            event.points,
+            event.event_id or _server_event_ids.next(position),
+            accepted_us,
+        )
+        for position, event in enumerate(events)
+    ]
     if batch:
         ingest_publisher().publish(batch)
     return len(batch)
