@@ -126,6 +126,7 @@ class IngestPublisher:
         self.max_events = max_events
         self.max_in_flight = max_in_flight
         self.publishes = 0  # messages confirmed in this process, read by the tests
+        self.in_flight_peak = 0  # the most messages ever in flight at once, read by the tests
         self._pid: int | None = None
         self._start_lock = threading.Lock()
         # Requests waiting to be taken, and their events; the lock is held for an append
@@ -217,6 +218,7 @@ class IngestPublisher:
                 if group:
                     task = asyncio.get_running_loop().create_task(self._send(group))
                     self._in_flight.add(task)
+                    self.in_flight_peak = max(self.in_flight_peak, len(self._in_flight))
                     task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task) -> None:
@@ -260,7 +262,8 @@ class IngestPublisher:
                 raise BrokerUnavailable(f"the broker refused the message ({type(confirmation).__name__})")
             self.publishes += 1
             publish_tally.add(events=len(events), messages=1)
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, aiormq.exceptions.DeliveryError, aiormq.exceptions.PublishError) as exc:
+            # A nack (a full queue) or a return: the connection is fine, the message is not stored.
             error = exc
         except Exception as exc:  # noqa: BLE001 - the connection is gone, or a bug: the requests must hear of it
             logger.warning("publish failed: %r", exc)

@@ -1,6 +1,6 @@
 """A board deleted and made again under its slug reaches every process's board memo.
 
-The web process below (gunicorn, another process) holds the old board in its 30 s memo;
+The web process below (bin/web, another process) holds the old board in its 30 s memo;
 the test process deletes and re-creates the board. Events posted after the change must
 land on the new board, not be accepted (202) for the old id and dropped by the worker.
 """

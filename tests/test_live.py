@@ -1,4 +1,4 @@
-"""The service as deployed: gunicorn (several processes, metrics in multiprocess mode), a
+"""The service as deployed: bin/web (granian, several processes, metrics in multiprocess mode), a
 real Celery worker, and the live page in headless Chromium.
 
 Chromium is Debian's package (bin/ensure-browser installs it), driven by Playwright's
@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STRATEGY = "merge_tree"
 # Set to a folder (docs/) to keep the screenshots beside the test's own copies.
 SCREENSHOTS_DIR = os.environ.get("LEADERBOARD_SCREENSHOTS_DIR")
-GUNICORN = [sys.executable, "-m", "gunicorn", "leaderboard_project.wsgi:application"]
-GUNICORN_ARGS = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
+WEB = [sys.executable, "bin/web", "--workers", "2", "--threads", "8"]
 
 
 def free_port() -> int:
@@ -45,7 +44,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def web(django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gunicorn on a free port, on the test database, with two worker processes."""
+    """bin/web (granian) on a free port, on the test database, with two worker processes."""
     port = free_port()
     multiproc = tmp_path_factory.mktemp("prometheus")
     env = {
@@ -56,11 +55,11 @@ def web(django_db_setup: None, django_db_blocker: object, tmp_path_factory: pyte
         "LEADERBOARD_METRICS_PUBLIC": "true",
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
     }
-    log_path = ROOT / ".run" / "test-gunicorn.log"
+    log_path = ROOT / ".run" / "test-web-live.log"
     log_path.parent.mkdir(exist_ok=True)
     with open(log_path, "a") as log:
         proc = subprocess.Popen(
-            [*GUNICORN, "--bind", f"127.0.0.1:{port}", *GUNICORN_ARGS],
+            [*WEB, "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -77,7 +76,7 @@ def web(django_db_setup: None, django_db_blocker: object, tmp_path_factory: pyte
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start; see {log_path}")
+                raise RuntimeError(f"bin/web did not start; see {log_path}")
             time.sleep(0.2)
         yield url
     finally:
@@ -90,7 +89,7 @@ def web(django_db_setup: None, django_db_blocker: object, tmp_path_factory: pyte
 
 
 def board_and_key() -> tuple[str, str]:
-    # A fresh slug per test: gunicorn's processes keep boards by slug for a while.
+    # A fresh slug per test: the web processes keep boards by slug for a while.
     slug = f"live-{uuid.uuid4().hex[:8]}"
     leaderboard_create(slug=slug, name="Live Arena")
     return slug, ApiKey.generate(name=slug, is_admin=True)[1]
@@ -113,7 +112,7 @@ def accepted_in(scrape: str, slug: str) -> float:
     return 0.0
 
 
-def test_it_serves_admin_static_files_from_gunicorn(web):
+def test_it_serves_admin_static_files_from_the_web_tier(web):
     response = httpx.get(f"{web}/static/admin/css/base.css")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/css")
@@ -239,7 +238,7 @@ def test_it_updates_the_live_page_in_a_browser(web, worker, tmp_path):
             page.click("input[type=submit]")
             expect(page.locator("#queues")).to_be_visible()
             expect(page.locator("#last-reconcile")).to_contain_text("Last finished")
-            # The admin's own CSS reached the browser (WhiteNoise under gunicorn).
+            # The admin's own CSS reached the browser (WhiteNoise under granian).
             assert page.evaluate("getComputedStyle(document.querySelector('#header')).display") == "flex"
             shots.append(tmp_path / "admin-pipeline.png")
             page.screenshot(path=str(shots[1]), full_page=True)

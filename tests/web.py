@@ -1,5 +1,5 @@
-"""A real gunicorn process on the test database: another process than the test's, with
-its own memos, as in production."""
+"""The real web tier (bin/web: granian, the score front door in front of Django) on the
+test database: another process than the test's, with its own memos, as in production."""
 
 import os
 import socket
@@ -24,13 +24,12 @@ def free_port() -> int:
 
 @contextmanager
 def web_server(**env: str) -> Iterator[str]:
-    """Start gunicorn (one process) and yield its base URL; killed on exit."""
+    """Start bin/web (one worker process) and yield its base URL; killed on exit."""
     port = free_port()
     (ROOT / ".run").mkdir(exist_ok=True)
     log = open(ROOT / ".run" / "test-web.log", "a")  # closed in the finally below
-    command = ["gunicorn", "leaderboard_project.wsgi:application", "--bind", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", *command, "--workers", "1", "--threads", "2"],
+        [sys.executable, "bin/web", "--port", str(port), "--workers", "1", "--threads", "8"],
         cwd=ROOT,
         env={
             **os.environ,
@@ -46,12 +45,12 @@ def web_server(**env: str) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, f"gunicorn exited with {proc.returncode}; see .run/test-web.log"
+            assert proc.poll() is None, f"bin/web exited with {proc.returncode}; see .run/test-web.log"
             try:
                 httpx.get(f"{url}/api/v1/leaderboards/", timeout=2)
                 break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "gunicorn did not answer within 60 s"
+                assert time.monotonic() < deadline, "bin/web did not answer within 60 s"
                 time.sleep(0.2)
         yield url
     finally:

@@ -1,0 +1,166 @@
+"""The score endpoint's front door (scores.front_door) in the real web tier (bin/web:
+granian), against Django's own answers to the same requests.
+
+No Celery worker runs here: what a request published stays queued, so the queue depth
+tells exactly what each request left behind. The front door's own answers carry no
+``Allow`` header (DRF's views add one), which tells which layer answered.
+"""
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from django.conf import settings
+from django_redis import get_redis_connection
+from kombu import Connection
+
+from leaderboard_project.celery import app as celery_app
+from rankings.models import Leaderboard
+from rankings.services import leaderboard_create
+from scores.models import ApiKey
+from tasks.consuming import _decode
+from tasks.queues import all_queue_names
+from tests.checks import queued_messages
+from tests.web import web_server
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture(scope="module")
+def door(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    with web_server() as url:
+        yield url
+    celery_app.control.purge()
+
+
+def scores_url(slug: str) -> str:
+    return f"/api/v1/leaderboards/{slug}/scores"
+
+
+def fresh_board(**fields: object) -> Leaderboard:
+    # A fresh slug per test: the server keeps boards by slug for up to a second.
+    return leaderboard_create(slug=f"door-{uuid.uuid4().hex[:10]}", name="Door", **fields)
+
+
+def queued_events() -> list:
+    """Take every queued ingest message (acknowledged: gone) and return its events."""
+    events = []
+    with Connection(celery_app.conf.broker_url) as conn:
+        channel = conn.default_channel
+        partitions = settings.LEADERBOARD_INGEST_PARTITIONS
+        for name in all_queue_names(settings.LEADERBOARD_QUEUE_PREFIX, partitions)[:partitions]:
+            while (message := channel.basic_get(queue=name, no_ack=True)) is not None:
+                events += _decode(message).events
+    return events
+
+
+def test_it_accepts_plain_events_at_the_door_and_queues_each_once(door, transactional_db, admin_key):
+    board = fresh_board()
+    slug, board_id = board.slug, board.id
+    queued_events()
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    before = time.time_ns() // 1000
+    single = httpx.post(f"{door}{scores_url(slug)}", json={"user_id": "ann", "points": 7}, headers=headers)
+    batch = httpx.post(
+        f"{door}{scores_url(slug)}",
+        json={"events": [{"user_id": "bob", "points": 3, "event_id": "b-1"}, {"user_id": "cy", "points": 0}]},
+        headers=headers,
+    )
+    after = time.time_ns() // 1000
+    assert (single.status_code, single.json()) == (202, {"accepted": 1})
+    assert (batch.status_code, batch.json()) == (202, {"accepted": 2})
+    assert "allow" not in single.headers and "allow" not in batch.headers, "Django answered, not the door"
+    assert single.headers["content-type"] == "application/json"
+    events = sorted(queued_events(), key=lambda event: event.user_id)
+    assert [(e.leaderboard_id, e.user_id, e.points) for e in events] == [
+        (board_id, "ann", 7),
+        (board_id, "bob", 3),
+        (board_id, "cy", 0),
+    ]
+    assert events[1].event_id == "b-1"
+    # Server-made ids: outside the client alphabet, never repeated.
+    assert events[0].event_id.startswith("~") and events[2].event_id.startswith("~")
+    assert events[0].event_id != events[2].event_id
+    assert all(before <= e.accepted_us <= after for e in events)
+
+
+def _refusal_cases(admin_key: str, limited_key: str) -> list[tuple[str, dict, bytes]]:
+    ok = json.dumps({"user_id": "ann", "points": 1}).encode()
+    json_type = {"Content-Type": "application/json"}
+    admin = {**json_type, "Authorization": f"Bearer {admin_key}"}
+    return [
+        ("no key", json_type, ok),
+        ("unknown key", {**json_type, "Authorization": "Bearer lbk_nope"}, ok),
+        ("other scheme", {**json_type, "Authorization": f"Basic {admin_key}"}, ok),
+        ("unknown board", admin, ok),
+        ("key of another board", {**json_type, "Authorization": f"Bearer {limited_key}"}, ok),
+        ("not JSON", admin, b'{"user_id": "ann", '),
+        ("points as a string", admin, b'{"user_id": "ann", "points": "10"}'),
+        ("points as a float", admin, b'{"user_id": "ann", "points": 1.0}'),
+        ("points as a boolean", admin, b'{"user_id": "ann", "points": true}'),
+        ("points out of range", admin, b'{"user_id": "ann", "points": -1}'),
+        ("unknown field", admin, b'{"user_id": "ann", "points": 1, "eventid": "e"}'),
+        ("null event id", admin, b'{"user_id": "ann", "points": 1, "event_id": null}'),
+        ("bad user id", admin, b'{"user_id": "a b", "points": 1}'),
+        ("empty batch", admin, b'{"events": []}'),
+        ("batch too long", admin, json.dumps({"events": [{"user_id": "u", "points": 1}] * 1001}).encode()),
+        ("form body", {"Content-Type": "application/x-www-form-urlencoded", **admin}, b"user_id=ann&points=1"),
+        ("body too large", admin, b'{"events": [' + b'{"user_id": "u", "points": 1},' * 12_000 + b"]}"),
+    ]
+
+
+def test_it_words_every_refusal_as_django_does_and_queues_nothing(door, transactional_db, admin_key, api):
+    slug = fresh_board().slug
+    limited_key = ApiKey.generate(name="other", leaderboard=fresh_board())[1]
+    queued_events()
+    for name, headers, body in _refusal_cases(admin_key, limited_key):
+        url = scores_url("no-such-board" if name == "unknown board" else slug)
+        served = httpx.post(f"{door}{url}", content=body, headers=headers)
+        django_headers = {"HTTP_AUTHORIZATION": headers["Authorization"]} if "Authorization" in headers else {}
+        direct = api.post(url, data=body, content_type=headers["Content-Type"], **django_headers)
+        assert 400 <= served.status_code < 500, (name, served.status_code, served.text)
+        assert (served.status_code, served.json()) == (direct.status_code, direct.json()), name
+        assert served.headers["content-type"] == "application/json", name
+    assert queued_messages() == 0
+
+
+def test_it_throttles_at_the_door_and_counts_each_request_once(transactional_db):
+    slug = fresh_board().slug
+    key, admin_key = ApiKey.generate(name="throttled", is_admin=True)
+    # Key ids repeat from one test database to the next; their windows in Redis must not.
+    get_redis_connection("default").delete(f"{settings.LEADERBOARD_REDIS_PREFIX}:throttle:{key.pk}")
+    with web_server(LEADERBOARD_THROTTLE_KEY_RATE="3/minute") as url:
+        headers = {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"}
+
+        def post(body: bytes) -> httpx.Response:
+            return httpx.post(f"{url}{scores_url(slug)}", content=body, headers=headers)
+
+        first = post(b'{"user_id": "ann", "points": 1}')
+        # Counted at the door, then handed to Django for its 400: counted once, not twice.
+        refused = post(b'{"user_id": "ann"}')
+        third = post(b'{"user_id": "ann", "points": 1}')
+        throttled = post(b'{"user_id": "ann", "points": 1}')
+    assert [first.status_code, refused.status_code, third.status_code] == [202, 400, 202]
+    assert throttled.status_code == 429, throttled.text
+    assert "allow" not in throttled.headers, "the door refused it, not Django"
+    assert throttled.json()["detail"].startswith("Request was throttled. Expected available in ")
+    assert 0 < int(throttled.headers["retry-after"]) <= 60
+
+
+def test_it_stops_a_revoked_key_within_seconds(door, transactional_db):
+    slug = fresh_board().slug
+    key, raw = ApiKey.generate(name="soon-revoked")
+    headers = {"Authorization": f"Bearer {raw}"}
+    event = {"user_id": "ann", "points": 1}
+    assert httpx.post(f"{door}{scores_url(slug)}", json=event, headers=headers).status_code == 202
+    key.is_active = False
+    key.save()
+    revoked_at = time.monotonic()
+    while (response := httpx.post(f"{door}{scores_url(slug)}", json=event, headers=headers)).status_code == 202:
+        assert time.monotonic() - revoked_at < 5, "the revoked key still writes after 5 s"
+        time.sleep(0.1)
+    assert response.status_code == 401, response.text
+    assert time.monotonic() - revoked_at < 3

@@ -1,0 +1,90 @@
+"""The web tier's publisher (scores.publisher) on the real RabbitMQ: coalescing, several
+confirms in flight, and a refusal that promises nothing."""
+
+import threading
+
+import pytest
+from kombu import Connection
+
+from scores.publisher import BrokerUnavailable, IngestPublisher
+from scores.services import now_micros
+from tasks.consuming import _decode
+from tasks.messages import ScoreEvent
+from tasks.queues import durable_queues, ingest_queue_name
+
+
+def take_all(broker_url: str, names: list[str]) -> list[list[ScoreEvent]]:
+    """Every message on these queues (taken for good), as its events."""
+    messages = []
+    with Connection(broker_url) as conn:
+        channel = conn.default_channel
+        for name in names:
+            while (message := channel.basic_get(queue=name, no_ack=True)) is not None:
+                messages.append(_decode(message).events)
+    return messages
+
+
+@pytest.fixture
+def ingest_queues(settings):
+    names = [
+        ingest_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, n) for n in range(settings.LEADERBOARD_INGEST_PARTITIONS)
+    ]
+    take_all(settings.CELERY_BROKER_URL, names)
+    yield names
+    take_all(settings.CELERY_BROKER_URL, names)
+
+
+def event(n: int) -> ScoreEvent:
+    return ScoreEvent(1, f"user-{n}", 1, f"e-{n}", now_micros())
+
+
+def test_it_coalesces_concurrent_requests_with_several_confirms_in_flight(settings, ingest_queues):
+    publisher = IngestPublisher(max_events=10, max_in_flight=4)
+    requests = 200
+    start, errors = threading.Barrier(requests), []
+
+    def submit(n: int) -> None:
+        start.wait()
+        try:
+            publisher.publish([event(n)])
+        except BrokerUnavailable as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    messages = take_all(settings.CELERY_BROKER_URL, ingest_queues)
+    # Every confirmed event is on a queue exactly once, in messages of at most max_events.
+    assert sorted(e.event_id for m in messages for e in m) == sorted(f"e-{n}" for n in range(requests))
+    assert len(messages) == publisher.publishes
+    assert all(1 <= len(m) <= 10 for m in messages)
+    assert len(messages) < requests / 2, "requests were not coalesced"
+    assert publisher.in_flight_peak > 1, "never more than one confirm in flight"
+
+
+def test_it_refuses_what_the_broker_refuses_and_promises_nothing(settings):
+    # A queue that holds one message and refuses (nacks) the next: the second publish
+    # must fail, not answer as if it were stored.
+    prefix = "lbtestnack"
+    settings.LEADERBOARD_QUEUE_PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS = prefix, 1
+    settings.CELERY_TASK_QUEUES = durable_queues(prefix, 1, 10, 1)
+    name = ingest_queue_name(prefix, 0)
+    publisher = IngestPublisher(max_events=10, max_in_flight=4)
+    accepted, refused = [], []
+    try:
+        # The limit of a quorum queue is approximate: a publish or two past it may pass.
+        for n in range(6):
+            try:
+                publisher.publish([event(n)])
+                accepted.append(f"e-{n}")
+            except BrokerUnavailable:
+                refused.append(f"e-{n}")
+        assert refused, "the full queue took every message"
+        stored = [e.event_id for m in take_all(settings.CELERY_BROKER_URL, [name]) for e in m]
+        assert stored == accepted
+    finally:
+        with Connection(settings.CELERY_BROKER_URL) as conn:
+            conn.default_channel.queue_delete(name)
