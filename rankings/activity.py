@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from rankings import redis_keys
@@ -38,11 +39,16 @@ def board_activity_record(client: Redis, leaderboard_id: int, events: int, now: 
 def boards_activity_record(client: Redis, events_by_board: dict[int, int], now: float) -> None:
     """Count each board's events in the second ``now`` falls in: one round trip for all."""
     pipe = client.pipeline(transaction=False)
+    boards_activity_queue(pipe, events_by_board, now)
+    pipe.execute()
+
+
+def boards_activity_queue(pipe: Pipeline, events_by_board: dict[int, int], now: float) -> None:
+    """The same counts as commands on a pipeline the caller sends (the ingest hand-off's)."""
     for leaderboard_id, events in events_by_board.items():
         key = activity_key(leaderboard_id, int(now))
         pipe.incrby(key, events)
         pipe.expire(key, ACTIVITY_TTL_SECONDS)
-    pipe.execute()
 
 
 def board_activity_series(
@@ -62,15 +68,11 @@ def board_activity_series(
 
 
 def board_activity_record_batch(events: Iterable[ScoreEvent], now: float | None = None) -> None:
-    """Count one ingest transaction's events per board.
-
-    Called by the ingest task after its commit; Redis being away must not fail the batch.
-    """
+    """Count a batch's events per board; Redis being away only loses the display counts."""
     per_board = Counter(event.leaderboard_id for event in events)
     if not per_board:
         return
-    stamp = time.time() if now is None else now
     try:
-        boards_activity_record(redis_client(), dict(per_board), stamp)
+        boards_activity_record(redis_client(), dict(per_board), time.time() if now is None else now)
     except RedisError as exc:
         logger.warning("activity not counted: %s", exc)

@@ -17,9 +17,11 @@ idempotent (newest version per user), so a round merged twice does no harm.
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 
 from rankings import cache
 from rankings import redis_keys as keys
@@ -71,10 +73,15 @@ def _board_key(leaderboard_id: int, period: str) -> str:
     return f"{leaderboard_id}:{period}"
 
 
-def boards_push(client: Redis, pushes: list[BoardPush], window_ms: int) -> list[BoardPush]:
+def boards_push(
+    client: Redis, pushes: list[BoardPush], window_ms: int, also: Callable[[Pipeline], None] | None = None
+) -> list[BoardPush]:
     """Feed the rank indexes, push the partials, claim the roots: one round trip for all
-    boards. Returns the pushes whose board's root the caller must schedule."""
+    boards, carrying the caller's own commands too (``also``: the ingest's counters).
+    Returns the pushes whose board's root the caller must schedule."""
     pipe = client.pipeline(transaction=False)
+    if also is not None:
+        also(pipe)
     claim_results = []
     for push in pushes:
         if push.rows:

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from leaderboard_project import metrics
@@ -61,13 +62,16 @@ def leaderboard_create(**fields: object) -> Leaderboard:
     return board
 
 
-def ranking_handoff(*, changed: list[ChangedRow], oldest_accepted_us: int) -> int:
+def ranking_handoff(
+    *, changed: list[ChangedRow], oldest_accepted_us: int, also: Callable[[Pipeline], None] | None = None
+) -> int:
     """After an ingest commit: hand each board's changed rows to ranking.
 
     In one Redis round trip the rows go into the boards' rank indexes and (merge_tree)
     each board's top-K of them, its partial, onto the board's level 0; boards whose next
-    root nobody has scheduled in this merge window get one, a window from now. Returns
-    the number of roots scheduled.
+    root nobody has scheduled in this merge window get one, a window from now. ``also``
+    adds the caller's commands to that round trip (sent even when no row changed).
+    Returns the number of roots scheduled.
     """
     grouped: dict[tuple[int, str], list[Row]] = defaultdict(list)
     for change in changed:
@@ -86,8 +90,12 @@ def ranking_handoff(*, changed: list[ChangedRow], oldest_accepted_us: int) -> in
             partial = partial_encode(Partial(WIRE_VERSION, leaderboard_id, period, cut, oldest_accepted_us))
         pushes.append(rounds.BoardPush(leaderboard_id, period, desc, rows, partial))
     if not pushes:
+        if also is not None:
+            with cache.redis_client().pipeline(transaction=False) as pipe:
+                also(pipe)
+                pipe.execute()
         return 0
-    claimed = rounds.boards_push(cache.redis_client(), pushes, settings.LEADERBOARD_MERGE_WINDOW_MS)
+    claimed = rounds.boards_push(cache.redis_client(), pushes, settings.LEADERBOARD_MERGE_WINDOW_MS, also)
     for push in claimed:
         root_schedule(leaderboard_id=push.leaderboard_id, period=push.period)
     return len(claimed)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from leaderboard_project.celery import app as celery_app
@@ -49,12 +50,9 @@ def _counter_key(name: str) -> str:
     return f"{settings.LEADERBOARD_REDIS_PREFIX}:backlog:{name}"
 
 
-def backlog_count(*, applied: int) -> None:
-    """Count committed events (a worker); Redis away only blurs the figure."""
-    try:
-        redis_client().incrby(_counter_key("applied"), applied)
-    except RedisError as exc:
-        logger.warning("backlog counter not updated: %s", exc)
+def backlog_applied_queue(pipe: Pipeline, applied: int) -> None:
+    """Count committed events (a worker), as a command on the hand-off's pipeline."""
+    pipe.incrby(_counter_key("applied"), applied)
 
 
 class PublishTally:

@@ -35,6 +35,7 @@ from aiormq.abc import ConfirmationFrameType
 from django.conf import settings
 from pamqp import commands as spec
 
+from leaderboard_project.celery import app as celery_app
 from scores.admission import publish_tally
 from scores.partitioning import partition_of
 from tasks.messages import WIRE_VERSION, IngestBatch, ScoreEvent
@@ -303,9 +304,9 @@ def _confirmed(confirmation: ConfirmationFrameType | None) -> bool:
 async def _declare(channel: aiormq.abc.AbstractChannel, name: str) -> None:
     """Declare the queue as the workers do (idempotent; the same arguments, or the broker
     closes the channel): a queue nobody consumes yet still keeps what was confirmed."""
-    queue = next((q for q in settings.CELERY_TASK_QUEUES if q.name == name), None)
+    queue = celery_app.amqp.queues.get(name)
     if queue is None:
-        raise BrokerUnavailable(f"no queue {name!r} in CELERY_TASK_QUEUES")
+        raise BrokerUnavailable(f"no queue {name!r} among Celery's queues")
     await channel.queue_declare(name, durable=queue.durable, arguments=queue.queue_arguments)
 
 

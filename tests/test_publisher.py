@@ -2,10 +2,12 @@
 confirms in flight, and a refusal that promises nothing."""
 
 import threading
+import time
 
 import pytest
 from kombu import Connection
 
+from leaderboard_project.celery import app as celery_app
 from scores.publisher import BrokerUnavailable, IngestPublisher
 from scores.services import now_micros
 from tasks.consuming import _decode
@@ -38,13 +40,14 @@ def event(n: int) -> ScoreEvent:
     return ScoreEvent(1, f"user-{n}", 1, f"e-{n}", now_micros())
 
 
-def test_it_coalesces_concurrent_requests_with_several_confirms_in_flight(settings, ingest_queues):
+def test_it_coalesces_waiting_requests_with_several_confirms_in_flight(settings, ingest_queues):
     publisher = IngestPublisher(max_events=10, max_in_flight=4)
-    requests = 200
-    start, errors = threading.Barrier(requests), []
+    # Hold the publisher's loop until all the requests wait, as a busy loop would.
+    gate = threading.Event()
+    publisher._ensure_thread().call_soon_threadsafe(gate.wait)
+    requests, errors = 200, []
 
     def submit(n: int) -> None:
-        start.wait()
         try:
             publisher.publish([event(n)])
         except BrokerUnavailable as exc:
@@ -53,16 +56,19 @@ def test_it_coalesces_concurrent_requests_with_several_confirms_in_flight(settin
     threads = [threading.Thread(target=submit, args=(n,)) for n in range(requests)]
     for thread in threads:
         thread.start()
+    while publisher._waiting_events < requests:
+        time.sleep(0.01)
+    gate.set()
     for thread in threads:
         thread.join()
     assert errors == []
     messages = take_all(settings.CELERY_BROKER_URL, ingest_queues)
-    # Every confirmed event is on a queue exactly once, in messages of at most max_events.
+    # Every confirmed event is on a queue exactly once, in full messages of max_events,
+    # and the first four went out before any confirm came back.
     assert sorted(e.event_id for m in messages for e in m) == sorted(f"e-{n}" for n in range(requests))
-    assert len(messages) == publisher.publishes
-    assert all(1 <= len(m) <= 10 for m in messages)
-    assert len(messages) < requests / 2, "requests were not coalesced"
-    assert publisher.in_flight_peak > 1, "never more than one confirm in flight"
+    assert [len(m) for m in messages] == [10] * 20
+    assert publisher.publishes == 20
+    assert publisher.in_flight_peak == 4
 
 
 def test_it_refuses_what_the_broker_refuses_and_promises_nothing(settings):
@@ -70,8 +76,9 @@ def test_it_refuses_what_the_broker_refuses_and_promises_nothing(settings):
     # must fail, not answer as if it were stored.
     prefix = "lbtestnack"
     settings.LEADERBOARD_QUEUE_PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS = prefix, 1
-    settings.CELERY_TASK_QUEUES = durable_queues(prefix, 1, 10, 1)
     name = ingest_queue_name(prefix, 0)
+    full = next(queue for queue in durable_queues(prefix, 1, 10, 1) if queue.name == name)
+    celery_app.amqp.queues.add(full)
     publisher = IngestPublisher(max_events=10, max_in_flight=4)
     accepted, refused = [], []
     try:
@@ -86,5 +93,6 @@ def test_it_refuses_what_the_broker_refuses_and_promises_nothing(settings):
         stored = [e.event_id for m in take_all(settings.CELERY_BROKER_URL, [name]) for e in m]
         assert stored == accepted
     finally:
+        celery_app.amqp.queues.pop(name, None)
         with Connection(settings.CELERY_BROKER_URL) as conn:
             conn.default_channel.queue_delete(name)
