@@ -55,3 +55,13 @@ def test_it_accepts_what_the_serializers_accept(data):
 @pytest.mark.parametrize("data", REFUSED)
 def test_it_leaves_everything_else_to_the_serializers(data):
     assert valid_events(data, BOARD) is None
+
+
+@pytest.mark.parametrize("points", ["5", "5.0", 5.0, True], ids=repr)
+def test_it_and_the_serializers_both_refuse_points_that_are_not_json_integers(points):
+    # The fast path hands these on; the serializers must not then accept them after all.
+    data = {"user_id": "a", "points": points}
+    assert valid_events(data, BOARD) is None
+    serializer = ScoreEventSerializer(data=data, context={"leaderboard": BOARD})
+    assert not serializer.is_valid()
+    assert list(serializer.errors) == ["points"]
