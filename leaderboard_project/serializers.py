@@ -17,3 +17,20 @@ class KnownFieldsOnly:
                 known = f"Unknown field; the fields are {', '.join(self.fields)}."
                 raise serializers.ValidationError({name: [known] for name in unknown})
         return super().to_internal_value(data)
+
+
+class JSONIntegerField(serializers.IntegerField):
+    """An integer that was a JSON integer in the body: no string, float or boolean.
+
+    DRF's IntegerField coerces ``"10"``, ``10.0`` and ``"10.0"`` to 10; the contract takes
+    only JSON integers, so a client sending strings learns it from a 400 rather than by
+    luck. The messages stay DRF's own.
+    """
+
+    def to_internal_value(self, data: Any) -> int:
+        # `type(...) is int` because bool is a subclass of int: True must not count as 1.
+        if type(data) is int:
+            return data
+        if isinstance(data, str) and len(data) > self.MAX_STRING_LENGTH:
+            self.fail("max_string_length")
+        self.fail("invalid")

@@ -1,6 +1,10 @@
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.http import HttpResponse
+from django.urls import URLPattern, include, path
+from django.views.decorators.common import no_append_slash
 from drf_spectacular.views import SpectacularAPIView
 
 from operations.admin_views import pipeline_view
@@ -19,24 +23,37 @@ from rankings.api_people import UserEraseView, UserHideView
 from rankings.period_api import LeaderboardPeriodsView
 from scores.api import ScoreSubmitView
 
+handler400 = "leaderboard_project.errors.bad_request"
+handler403 = "leaderboard_project.errors.permission_denied"
+handler404 = "leaderboard_project.errors.page_not_found"
+handler500 = "leaderboard_project.errors.server_error"
+
+
+def api_path(route: str, view: Callable[..., HttpResponse], name: str) -> URLPattern:
+    """A route of the API: its path without the trailing slash is a JSON 404 naming the
+    route, not CommonMiddleware's HTML redirect, which turns a POST into a GET and drops
+    its body (a board creation sent there would come back as the list of boards)."""
+    return path(route, no_append_slash(view), name=name)
+
+
 api_v1 = [
-    path("leaderboards/", LeaderboardListView.as_view(), name="leaderboard-list"),
-    path("leaderboards/<str:slug>/", LeaderboardDetailView.as_view(), name="leaderboard-detail"),
-    path("leaderboards/<str:slug>/scores", ScoreSubmitView.as_view(), name="score-submit"),
-    path("leaderboards/<str:slug>/top", LeaderboardTopView.as_view(), name="leaderboard-top"),
-    path("leaderboards/<str:slug>/users/<str:user_id>", LeaderboardUserView.as_view(), name="leaderboard-user"),
-    path("leaderboards/<str:slug>/activity", LeaderboardActivityView.as_view(), name="leaderboard-activity"),
-    path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
-    path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
-    path("leaderboards/<str:slug>/periods", LeaderboardPeriodsView.as_view(), name="leaderboard-periods"),
-    path("leaderboards/<str:slug>/users/<str:user_id>/hide", UserHideView.as_view(), name="leaderboard-user-hide"),
-    path("users/<str:user_id>", UserEraseView.as_view(), name="user-erase"),
+    api_path("leaderboards/", LeaderboardListView.as_view(), name="leaderboard-list"),
+    api_path("leaderboards/<str:slug>/", LeaderboardDetailView.as_view(), name="leaderboard-detail"),
+    api_path("leaderboards/<str:slug>/scores", ScoreSubmitView.as_view(), name="score-submit"),
+    api_path("leaderboards/<str:slug>/top", LeaderboardTopView.as_view(), name="leaderboard-top"),
+    api_path("leaderboards/<str:slug>/users/<str:user_id>", LeaderboardUserView.as_view(), name="leaderboard-user"),
+    api_path("leaderboards/<str:slug>/activity", LeaderboardActivityView.as_view(), name="leaderboard-activity"),
+    api_path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
+    api_path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
+    api_path("leaderboards/<str:slug>/periods", LeaderboardPeriodsView.as_view(), name="leaderboard-periods"),
+    api_path("leaderboards/<str:slug>/users/<str:user_id>/hide", UserHideView.as_view(), name="leaderboard-user-hide"),
+    api_path("users/<str:user_id>", UserEraseView.as_view(), name="user-erase"),
 ]
 
 urlpatterns = [
     path("admin/pipeline/", admin.site.admin_view(pipeline_view), name="admin-pipeline"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    api_path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/", include(api_v1)),
     path("boards/", board_list, name="board-list"),
     path("boards/<str:slug>/", board_detail, name="board-detail"),

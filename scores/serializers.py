@@ -2,14 +2,14 @@
 
 from rest_framework import serializers
 
-from leaderboard_project.serializers import KnownFieldsOnly
+from leaderboard_project.serializers import JSONIntegerField, KnownFieldsOnly
 from rankings.models import INT64_MAX, INT64_MIN, id_validator
 from scores.submission import MAX_BATCH, submission_convert, submitted_event
 
 
 class ScoreEventSerializer(KnownFieldsOnly, serializers.Serializer):
     user_id = serializers.CharField(max_length=64, validators=[id_validator], trim_whitespace=False)
-    points = serializers.IntegerField(min_value=INT64_MIN, max_value=INT64_MAX)
+    points = JSONIntegerField(min_value=INT64_MIN, max_value=INT64_MAX)
     event_id = serializers.CharField(max_length=64, validators=[id_validator], required=False, trim_whitespace=False)
 
     def validate_points(self, value: int) -> int:

@@ -274,6 +274,32 @@ def test_it_refuses_a_bad_event(api, admin_key, make_board, event, field):
     snapshot.assert_unchanged()
 
 
+# The contract takes points only as JSON integers: DRF's IntegerField alone would coerce
+# "10", 1.0 and "1e1" to 10, and the fast path (real ints only) hands these to it.
+NOT_JSON_INTEGERS = ["10", "1", "-1", " 5 ", "1e1", "10.0", 1.0, 10.0, -0.0, 1e3, True, False]
+
+
+@pytest.mark.parametrize("points", NOT_JSON_INTEGERS, ids=repr)
+def test_it_refuses_points_that_are_not_a_json_integer(api, admin_key, make_board, points):
+    board = make_board(min_points=-100, max_points=100000)
+    snapshot = Snapshot()
+    response = bearer(api, admin_key).post(scores_url(board.slug), {"user_id": "a", "points": points}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"points": ["A valid integer is required."]}
+    snapshot.assert_unchanged()
+
+
+@pytest.mark.parametrize("points", NOT_JSON_INTEGERS, ids=repr)
+def test_it_refuses_points_that_are_not_a_json_integer_inside_a_batch(api, admin_key, make_board, points):
+    board = make_board(min_points=-100, max_points=100000)
+    snapshot = Snapshot()
+    events = [{"user_id": "a", "points": 1}, {"user_id": "b", "points": points}]
+    response = bearer(api, admin_key).post(scores_url(board.slug), {"events": events}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"events": {"1": {"points": ["A valid integer is required."]}}}
+    snapshot.assert_unchanged()
+
+
 def test_it_refuses_points_outside_the_board_range_and_names_the_range(api, admin_key, make_board):
     board = make_board(min_points=-3, max_points=3)
     snapshot = Snapshot()

@@ -71,3 +71,29 @@ def test_it_distributes_after_migrating_and_stops_on_the_first_failure():
     for name in ("web", "ingest", "rank", "beat"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["migrate"]["depends_on"]["citus-init"] == {"condition": "service_completed_successfully"}
+
+
+def test_it_puts_haproxy_in_front_of_at_least_two_web_replicas():
+    services = compose()["services"]
+    web, haproxy = services["web"], services["haproxy"]
+    assert web["deploy"]["replicas"] >= 2
+    # Replicas cannot share a host port: only the load balancer is published.
+    assert "ports" not in web
+    assert [str(port).rsplit(":", 1)[1] for port in haproxy["ports"]] == ["8000"]
+    assert "haproxy:2.6" in haproxy["image"], "the version the config is checked with"
+    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in haproxy["volumes"]
+    assert "web" in haproxy["depends_on"]
+
+
+def test_it_serves_web_with_bin_web_on_every_interface_of_the_container():
+    command = compose()["services"]["web"]["command"]
+    assert command[:2] == ["python", "bin/web"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == "8000"
+
+
+def test_it_lets_haproxy_health_checks_through_allowed_hosts():
+    # docker/haproxy.cfg checks each replica with Host: web.
+    allowed = env("web")["DJANGO_ALLOWED_HOSTS"].removeprefix("${DJANGO_ALLOWED_HOSTS:-").removesuffix("}")
+    assert "web" in allowed.split(",")
+    assert "hdr Host web " in (COMPOSE.parent / "haproxy.cfg").read_text()

@@ -79,3 +79,13 @@ def test_it_leaves_everything_else_to_the_serializers(data):
 @pytest.mark.parametrize("body", [b"", b"{", b"[1,", b'{"user_id": "a", "points": 1} x', b"\xff\xfe"])
 def test_it_leaves_bodies_that_are_no_json_to_the_serializers(body):
     assert submission_decode(body, BOARD) is None
+
+
+@pytest.mark.parametrize("points", ["5", "5.0", 5.0, True], ids=repr)
+def test_it_and_the_serializers_both_refuse_points_that_are_not_json_integers(points):
+    # The fast path hands these on; the serializers must not then accept them after all.
+    data = {"user_id": "a", "points": points}
+    assert _both_ways(data) is None
+    serializer = ScoreEventSerializer(data=data, context={"leaderboard": BOARD})
+    assert not serializer.is_valid()
+    assert list(serializer.errors) == ["points"]
