@@ -60,8 +60,9 @@ class BenchConfig:
     points_max: int = 100
     # The baselines' statement and pipeline size.
     baseline_batch: int = 1000
-    web_workers: int = 3
-    web_threads: int = 8
+    # The web tier (bin/web: granian): processes, and blocking threads per process.
+    web_workers: int = 2
+    web_threads: int = 64
     ingest_concurrency: int = 4  # ingest waits on Postgres, Redis and RabbitMQ: more processes than cores
     rank_concurrency: int = 2
     naive_concurrency: int = 2
@@ -114,7 +115,7 @@ def make_config(*, quick: bool, out: Path, **overrides: Any) -> BenchConfig:
 
 
 def bench_env(strategy: str = "merge_tree") -> dict[str, str]:
-    """The environment of every process of the run: driver, gunicorn, workers, migrate."""
+    """The environment of every process of the run: driver, web tier, workers, migrate."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADERBOARD_", "DJANGO_"))}
     env.update({k: os.environ[k] for k in _KEPT_VARIABLES if k in os.environ})
     env.update(
