@@ -73,6 +73,16 @@ class BenchConfig:
     overload_seconds: float = 60.0
     overload_multiples: tuple[float, ...] = (2.0, 3.0)
     overload_recovery_max_s: float = 30.0
+    # The front door (issue 16, bench/front_door.py), loaded by wrk. Its phases last whole
+    # seconds (wrk takes no fractions); a service endpoint first gets a warm-up this long
+    # at the phase's concurrency (every blocking thread's first request opens connections).
+    rate_seconds: int = 5
+    rate_warmup_seconds: int = 1
+    floor_concurrency: int = 64
+    single_event_concurrencies: tuple[int, ...] = (64, 256)
+    # The sustained run: this share of the c=64 single-event rate, paced, for this long.
+    sustained_seconds: int = 60
+    sustained_fraction: float = 0.8
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -94,7 +104,11 @@ def make_config(*, quick: bool, out: Path, **overrides: Any) -> BenchConfig:
             "freshness_probes": 10,
             "quiet_seconds": 0.3,
             "probe_requests": 32,
-            "overload_seconds": 5.0,
+            # 4 s (not 5) per multiple: room in the quick run's minute and a half for the front door.
+            "overload_seconds": 4.0,
+            "rate_seconds": 1,
+            "rate_warmup_seconds": 0,
+            "sustained_seconds": 5,
         }
     else:
         base = {
