@@ -15,11 +15,11 @@ from bench.config import BenchConfig, make_config
 
 def parse_args(argv: list[str]) -> BenchConfig:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short phases, small boards (under a minute; for CI)")
+    parser.add_argument("--quick", action="store_true", help="short phases, small boards (some 90 s; for CI)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for latest.json/png")
     parser.add_argument("--duration", type=float, help="seconds per timed phase")
-    parser.add_argument("--web-workers", type=int, help="gunicorn workers (gthread)")
-    parser.add_argument("--web-threads", type=int, help="threads per gunicorn worker")
+    parser.add_argument("--web-workers", type=int, help="web tier processes (bin/web: granian workers)")
+    parser.add_argument("--web-threads", type=int, help="blocking threads per web tier process")
     parser.add_argument("--ingest-concurrency", type=int, help="processes of the ingest worker")
     parser.add_argument("--rank-concurrency", type=int, help="processes of the rank worker")
     args = parser.parse_args(argv)
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     try:
         raw = run_phases(cfg, stack, say)
     finally:
-        say("stopping gunicorn and workers")
+        say("stopping the web tier and workers")
         stack.stop()
 
     from bench import plot, report
@@ -85,12 +85,16 @@ def main(argv: list[str]) -> int:
         "machine": machine,
         "config": cfg.as_dict(),
         "stack": {
-            "web": f"gunicorn, {cfg.web_workers} workers x {cfg.web_threads} threads (gthread)",
+            "web": f"granian (bin/web), WSGI, {cfg.web_workers} workers x {cfg.web_threads} blocking threads",
+            "floors": f"bare WSGI app (bench/floor_app.py) under granian and under gunicorn gthread, "
+            f"{cfg.web_workers} workers x {cfg.web_threads} threads each, started for their phase only",
             "ingest": f"celery worker, prefork, {cfg.ingest_concurrency} processes",
             "rank": f"celery worker, prefork, {cfg.rank_concurrency} processes",
             "naive": f"celery worker, prefork, {cfg.naive_concurrency} processes (naive baseline only)",
             "beat": "not running (periodic reconcile is off the hot path and would mask a stale top-N)",
-            "client": "one asyncio process (aiohttp), keep-alive connections = concurrency",
+            "client": "single-event request rates and the floors: wrk (C, 2 threads, bench/wrk_post.lua, a "
+            "distinct user per request); batches, reads and probes: one asyncio process (aiohttp); "
+            "keep-alive connections = concurrency",
             "commands": raw.get("processes", {}),
         },
         "raw": raw,

@@ -95,11 +95,13 @@ class Probe:
 
 
 class BacklogSampler(threading.Thread):
-    """Every 0.5 s: published less applied events (what admission control reads) and the queues' depths."""
+    """Every 0.5 s (or ``interval``): published less applied events (what admission control
+    reads) and the queues' depths."""
 
-    def __init__(self, t0: float) -> None:
-        super().__init__(name="overload-backlog-sampler", daemon=True)
+    def __init__(self, t0: float, interval: float = SAMPLE_INTERVAL_S) -> None:
+        super().__init__(name="backlog-sampler", daemon=True)
         self.t0 = t0
+        self.interval = interval
         self.samples: list[dict[str, float]] = []
         self.errors = 0
         self._stop_event = threading.Event()
@@ -140,7 +142,7 @@ class BacklogSampler(threading.Thread):
                             "rank_messages": rank,
                         }
                     )
-                self._stop_event.wait(max(0.0, SAMPLE_INTERVAL_S - (time.monotonic() - at)))
+                self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - at)))
 
 
 class OverloadRun:

@@ -34,9 +34,16 @@ def plot(path: Path, raw: dict[str, Any], title: str) -> None:
         label=f"end to end batched, merge_tree, {many['boards']} boards (events/s)",
     )
     xs, ys = _by_concurrency(raw["single_event"], "ok_per_s")
-    ax.plot(xs, ys, "s-", label="single-event POST (req/s)")
+    ax.plot(xs, ys, "s-", label="single-event POST, wrk (req/s)")
     xs, ys = _by_concurrency(base["noop_post"], "ok_per_s")
     ax.plot(xs, ys, "^--", label="bare DRF POST (req/s)")
+    for name, label, marker in (
+        ("granian", "HTTP floor, bare app under granian, wrk (req/s)", "*"),
+        ("gunicorn", "HTTP floor, bare app under gunicorn, wrk (req/s)", "P"),
+        ("drf", "bare DRF POST under bin/web, wrk (req/s)", "X"),
+    ):
+        floor = raw["http_floor"][name]
+        ax.plot([floor["concurrency"]], [floor["ok_per_s"]], marker, markersize=9, label=label)
     for name, label, style in (
         ("raw_upsert", "raw batched upsert", ":"),
         ("raw_exactly_once", "exactly-once apply (service SQL)", (0, (1, 3))),

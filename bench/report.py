@@ -266,12 +266,7 @@ def build_figures(cfg: dict[str, Any], raw: dict[str, Any]) -> list[Figure]:
             exactly_once,
         )
     )
-    single = raw["single_event"][ref]["ok_per_s"]
-    figs.append(
-        _at_least(
-            Figure("single_event", f"single-event submissions, c={ref}", single, "req/s", "bare POST", noop_post), 0.5
-        )
-    )
+    figs += _front_door_figures(cfg, raw)
     freshness_runs = [(strategy, f"{strategy}, hot board", data["freshness"]) for strategy, data in strategies.items()]
     freshness_runs.append(("many_boards", f"merge_tree, {many['e2e']['boards']} boards", many["freshness"]))
     for key, name, fresh in freshness_runs:
@@ -424,6 +419,278 @@ def build_figures(cfg: dict[str, Any], raw: dict[str, Any]) -> list[Figure]:
         )
     )
     return figs
+
+
+# Issue 16's targets: single events at c=64 against the granian floor (below the lower
+# ratio the issue is blocked), latency at c=256, and the whole stack's CPU per request.
+SINGLE_EVENT_MIN_FLOOR_RATIO = 0.3
+SINGLE_EVENT_BLOCKED_RATIO = 0.15
+SINGLE_EVENT_C256_P99_MAX_MS = 50
+SINGLE_EVENT_STACK_CORE_MS_MAX = 0.4
+
+# The front door's figures: each a number in any run (>= 0; a count of non-202 answers may be
+# 0) ...
+FRONT_DOOR_FIGURES = (
+    "http_floor_granian",
+    "http_floor_gunicorn",
+    "http_floor_drf",
+    "single_event",
+    "single_event_ratio_drf",
+    "single_event_p50",
+    "single_event_p99",
+    "single_event_not_202",
+    "single_event_c256",
+    "single_event_c256_p50",
+    "single_event_c256_p99",
+    "single_event_c256_not_202",
+    "single_event_core_ms_web",
+    "single_event_core_ms_workers",
+    "single_event_core_ms_broker",
+    "single_event_core_ms_postgres",
+    "single_event_core_ms_redis",
+    "single_event_core_ms_stack",
+    "single_event_core_ms_client",
+    "single_event_events_per_transaction",
+    "sustained_rate",
+    "sustained_not_202",
+    "sustained_freshness_p50",
+    "sustained_freshness_p99",
+    "sustained_backlog_max",
+)
+# ... and those read from the web tier's Redis counters: null while it does not keep them.
+FRONT_DOOR_COUNTER_FIGURES = ("single_event_messages_per_request", "single_event_events_per_message")
+
+
+def _statuses(run: dict[str, Any]) -> str:
+    other = {k: v for k, v in run["statuses"].items() if k != str(run["ok_status"])}
+    errors = {k: v for k, v in run["errors"].items() if v}
+    text = f"{run['not_ok']} of {run['requests']} answers not {run['ok_status']}"
+    if other:
+        text += f" ({', '.join(f'{k} x{v}' for k, v in other.items())})"
+    if errors:
+        text += f"; wrk errors {errors}"
+    return text
+
+
+def _front_door_figures(cfg: dict[str, Any], raw: dict[str, Any]) -> list[Figure]:
+    """Issue 16: the HTTP floors, single events at c=64 and c=256 with each tier's cost, the sustained run."""
+    floors = raw["http_floor"]
+    granian, gunicorn, drf = (floors[k]["ok_per_s"] for k in ("granian", "gunicorn", "drf"))
+    shape = f"{cfg['web_workers']} workers x {cfg['web_threads']} threads"
+    fc = cfg["floor_concurrency"]
+    figs = [
+        Figure(
+            "http_floor_granian",
+            f"HTTP FLOOR bare WSGI app under granian ({shape}), wrk c={fc}",
+            granian,
+            "req/s",
+            note=_statuses(floors["granian"]),
+        ),
+        Figure(
+            "http_floor_gunicorn",
+            f"HTTP FLOOR bare WSGI app under gunicorn gthread ({shape}), wrk c={fc}",
+            gunicorn,
+            "req/s",
+            "granian floor",
+            granian,
+            _ratio(gunicorn, granian),
+            note=_statuses(floors["gunicorn"]),
+        ),
+        Figure(
+            "http_floor_drf",
+            f"HTTP FLOOR bare DRF POST under bin/web, wrk c={fc}",
+            drf,
+            "req/s",
+            "granian floor",
+            granian,
+            _ratio(drf, granian),
+            note=_statuses(floors["drf"]),
+        ),
+    ]
+    concurrencies = [str(c) for c in cfg["single_event_concurrencies"]]
+    first, last = raw["single_event"][concurrencies[0]], raw["single_event"][concurrencies[-1]]
+    rate = first["ok_per_s"]
+    single = Figure(
+        "single_event",
+        f"single-event submissions answered 202, wrk c={concurrencies[0]}",
+        rate,
+        "req/s",
+        "granian floor",
+        granian,
+        _ratio(rate, granian),
+        f">= {SINGLE_EVENT_MIN_FLOOR_RATIO:g}x granian floor (blocked < {SINGLE_EVENT_BLOCKED_RATIO:g}x)",
+        note=_statuses(first),
+    )
+    single.met = None if single.ratio is None else single.ratio >= SINGLE_EVENT_MIN_FLOOR_RATIO
+    if single.ratio is not None and single.ratio < SINGLE_EVENT_BLOCKED_RATIO:
+        single.note = f"BLOCKED (under {SINGLE_EVENT_BLOCKED_RATIO:g}x the floor); {single.note}"
+    figs.append(single)
+    ratio_drf = _ratio(rate, drf)
+    figs.append(
+        Figure(
+            "single_event_ratio_drf",
+            f"single-event submissions / bare DRF POST, wrk c={concurrencies[0]}",
+            ratio_drf,
+            "x",
+            "bare DRF POST",
+            drf,
+            ratio_drf,
+        )
+    )
+    for c, run in ((concurrencies[0], first), (concurrencies[-1], last)):
+        key = "single_event" if c == concurrencies[0] else f"single_event_c{c}"
+        if key != "single_event":
+            figs.append(
+                Figure(
+                    key,
+                    f"single-event submissions answered 202, wrk c={c}",
+                    run["ok_per_s"],
+                    "req/s",
+                    "granian floor",
+                    granian,
+                    _ratio(run["ok_per_s"], granian),
+                    note=_statuses(run),
+                )
+            )
+        lat = run["latency_ms"]
+        figs.append(Figure(f"{key}_p50", f"single-event latency p50, wrk c={c}", lat["p50"], "ms", note="every answer"))
+        p99 = Figure(f"{key}_p99", f"single-event latency p99, wrk c={c}", lat["p99"], "ms", note="every answer")
+        figs.append(_at_most(p99, SINGLE_EVENT_C256_P99_MAX_MS) if c == concurrencies[-1] else p99)
+        figs.append(
+            Figure(
+                f"{key}_not_202",
+                f"single-event answers other than 202, wrk c={c}",
+                run["not_ok"],
+                "requests",
+                note=_statuses(run),
+            )
+        )
+    figs += _single_event_costs(first, concurrencies[0])
+    figs += _sustained_figures(raw["sustained"])
+    return figs
+
+
+def _single_event_costs(run: dict[str, Any], c: str) -> list[Figure]:
+    """CPU per 202 by tier, messages per request and events per ingest transaction, at c=64."""
+    per = run["cpu"]["core_ms_per_202"]
+    ms = run["cpu"]["ms"]
+    served = f"{run['served_202']:,} answers 202 (wrk saw {run['ok']:,}, the rest in flight when it stopped)"
+    figs = []
+    tiers = {
+        "web": "web (granian: bin/web and its workers), while the load ran",
+        "workers": "workers (Celery ingest + rank, pools included), until idle",
+        "broker": "broker (RabbitMQ beam.smp), until idle",
+        "postgres": "PostgreSQL (every postgres process), until idle",
+        "redis": "Redis (redis-server), until idle",
+        "client": "client (wrk)",
+    }
+    for tier, what in tiers.items():
+        figs.append(
+            Figure(
+                f"single_event_core_ms_{tier}",
+                f"single event CPU per 202, {what}, c={c}",
+                per[tier],
+                "core-ms",
+                note=f"{ms[tier]:,.0f} ms for {served}",
+            )
+        )
+    figs.append(
+        _at_most(
+            Figure(
+                "single_event_core_ms_stack",
+                f"single event CPU per 202, whole stack (web+workers+broker+PostgreSQL+Redis), c={c}",
+                per["stack"],
+                "core-ms",
+                note="client excluded; from /proc/<pid>/stat, 10 ms ticks",
+            ),
+            SINGLE_EVENT_STACK_CORE_MS_MAX,
+        )
+    )
+    msgs = run["messages"]
+    missing = "no lbbench:backlog:messages counter (the web tier does not keep it)"
+    published = msgs["published_events"]
+    figs.append(
+        Figure(
+            "single_event_messages_per_request",
+            f"single event messages published per request, c={c}",
+            msgs["messages_per_request"],
+            "msgs",
+            note=missing if msgs["messages"] is None else f"{msgs['messages']:,} messages for {served}",
+        )
+    )
+    figs.append(
+        Figure(
+            "single_event_events_per_message",
+            f"single event events per published message, c={c}",
+            msgs["events_per_message"],
+            "events",
+            note=missing
+            if msgs["messages"] is None or published is None
+            else f"{published:,} events published (lbbench:backlog:published)",
+        )
+    )
+    txn = run["transactions"]
+    figs.append(
+        Figure(
+            "single_event_events_per_transaction",
+            f"single event events per ingest transaction, mean, c={c}",
+            txn["events_per_transaction"],
+            "events",
+            note=f"{txn['count']} transactions, {txn['messages']} messages, {txn['events']} events",
+        )
+    )
+    return figs
+
+
+def _sustained_figures(run: dict[str, Any]) -> list[Figure]:
+    fresh = run["freshness"]
+    seconds = f"{run['seconds']:.0f} s"
+    held = Figure(
+        "sustained_rate",
+        f"SUSTAINED single events answered 202, {run['fraction']:.0%} of the c=64 max, paced, {seconds}",
+        run["ok_per_s"],
+        "req/s",
+        "offered",
+        run["target_rate"],
+        _ratio(run["ok_per_s"], run["target_rate"]),
+        note=f"wrk c={run['concurrency']}, latency p99 {run['latency_ms']['p99']:.1f} ms; {_statuses(run)}",
+    )
+    missed = f", {fresh['missed']} of {fresh['probes']} probes never seen" if fresh["missed"] else ""
+    return [
+        held,
+        Figure(
+            "sustained_not_202",
+            f"SUSTAINED answers other than 202, {seconds}",
+            run["not_ok"],
+            "requests",
+            note=_statuses(run),
+        ),
+        Figure(
+            "sustained_freshness_p50",
+            "SUSTAINED freshness p50 (probes through the run)",
+            fresh["ms"]["p50"],
+            "ms",
+            note=f"n={fresh['ms']['n']}{missed}",
+        ),
+        _at_most(
+            Figure(
+                "sustained_freshness_p99",
+                "SUSTAINED freshness p99 (probes through the run)",
+                fresh["ms"]["p99"],
+                "ms",
+                note=f"n={fresh['ms']['n']}{missed}",
+            ),
+            FRESHNESS_P99_MAX_MS,
+        ),
+        Figure(
+            "sustained_backlog_max",
+            "SUSTAINED backlog max (published - applied events)",
+            run["backlog_max_events"],
+            "events",
+            note=f"sampled every 1 s ({run['backlog_samples_during']} samples in the run); "
+            f"ingest messages ready max {run['ingest_messages_max']}",
+        ),
+    ]
 
 
 def _timed_out(run: dict[str, Any]) -> str:

@@ -3,11 +3,13 @@
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from bench import baselines, service
+from bench import baselines, front_door, service
 from bench.boards import board_make, board_seed, statistics_refresh, write_key
 from bench.config import BenchConfig, bench_env
 from bench.merge_log import log_offset, task_costs
@@ -38,21 +40,79 @@ def _e2e_plan(cfg: BenchConfig, strategy: str) -> list[tuple[str, int]]:
     return [*(("uniform", c) for c in uniform_runs), ("zipf", cfg.ref_concurrency)]
 
 
+@contextmanager
+def _timed(raw: dict[str, Any], phase: str) -> Iterator[None]:
+    """Record the phase's wall seconds in ``raw["phase_seconds"]`` (what a run's length is made of)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        raw["phase_seconds"][phase] = round(time.monotonic() - started, 1)
+
+
 def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
-    raw: dict[str, Any] = {"seeding_s": {}, "seeding_steps": {}, "strategies": {}}
-    say(f"starting gunicorn and workers on port {stack.port}")
-    stack.start("merge_tree", naive=True)
+    raw: dict[str, Any] = {"seeding_s": {}, "seeding_steps": {}, "strategies": {}, "phase_seconds": {}}
+    say(f"starting the web tier (bin/web) and workers on port {stack.port}")
+    with _timed(raw, "start"):
+        stack.start("merge_tree", naive=True)
     raw["processes"] = stack.describe()
     ctx = service.Ctx(cfg, stack, {"Authorization": f"Bearer {write_key()}"}, np.random.default_rng(cfg.seed))
 
     sized: dict[int, Any] = {}
-    for users in cfg.board_sizes:
-        started = time.monotonic()
-        sized[users], raw["seeding_steps"][str(users)] = board_seed(f"size-{users}", users, cfg)
-        raw["seeding_s"][str(users)] = time.monotonic() - started
-        say(f"seeded a board of {users} users in {raw['seeding_s'][str(users)]:.1f} s")
-    raw["analyze_s"] = statistics_refresh()
+    with _timed(raw, "seeding"):
+        for users in cfg.board_sizes:
+            started = time.monotonic()
+            sized[users], raw["seeding_steps"][str(users)] = board_seed(f"size-{users}", users, cfg)
+            raw["seeding_s"][str(users)] = time.monotonic() - started
+            say(f"seeded a board of {users} users in {raw['seeding_s'][str(users)]:.1f} s")
+        raw["analyze_s"] = statistics_refresh()
 
+    with _timed(raw, "baselines"):
+        raw["baselines"] = _baselines(ctx, say)
+    with _timed(raw, "http_floor"):
+        raw["http_floor"] = _http_floor_phase(ctx, say)
+
+    with _timed(raw, "messages_probe"):
+        probe_board = board_make("messages-probe")
+        raw["messages_per_request"] = {}
+        for partitions in cfg.probe_partitions:
+            probe = raw["messages_per_request"][str(partitions)] = messages_per_request(cfg, probe_board, partitions)
+            say(
+                f"messages per request at P={partitions}: {probe['sequential']['messages_per_request']:.2f} "
+                f"one by one, {probe['concurrent']['messages_per_request']:.2f} from {cfg.probe_threads} threads"
+            )
+    raw["merge_window_ms"] = _merge_window_ms()
+
+    largest = sized[max(sized)]
+    for strategy in cfg.strategies:
+        if strategy != stack.strategy:
+            say(f"restarting the web tier and workers with LEADERBOARD_RANKING_STRATEGY={strategy}")
+            with _timed(raw, f"restart_{strategy}"):
+                stack.start(strategy)
+            say("restarted")
+        with _timed(raw, strategy):
+            raw["strategies"][strategy] = _strategy_phases(ctx, strategy, say, largest)
+        if strategy == "merge_tree":
+            _, conc = max(
+                (r["events_per_s"], int(k.split("/c")[1]))
+                for k, r in raw["strategies"][strategy]["e2e"].items()
+                if k.startswith("uniform/")
+            )
+            with _timed(raw, "many_boards"):
+                raw["many_boards"] = _many_boards_phase(ctx, say, conc)
+            with _timed(raw, "single_event"):
+                raw["single_event"] = _single_event_phase(ctx, say)
+            with _timed(raw, "sustained"):
+                raw["sustained"] = _sustained_phase(ctx, say, raw["single_event"])
+            with _timed(raw, "reads_and_ingest_cost"):
+                raw.update(_default_only_phases(ctx, sized, say))
+            with _timed(raw, "overload"):
+                raw["overload"] = _overload_phase(ctx, say, raw["strategies"][strategy]["e2e"])
+    return raw
+
+
+def _baselines(ctx: service.Ctx, say: Progress) -> dict[str, Any]:
+    cfg, stack = ctx.cfg, ctx.stack
     base: dict[str, Any] = {}
     base["raw_upsert"] = baselines.raw_upsert(cfg)
     say(f"baseline raw batched upsert: {base['raw_upsert']['events_per_s']:.0f} events/s")
@@ -67,35 +127,52 @@ def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
     base["noop_get"] = {str(c): service.reads(ctx, [ctx.noop], c, cfg.duration) for c in cfg.concurrencies}
     base["noop_get_c1"] = service.reads(ctx, [ctx.noop], 1, cfg.latency_duration)
     say(f"baseline bare DRF endpoint: POST {base['noop_post'][str(cfg.ref_concurrency)]['ok_per_s']:.0f} req/s")
-    raw["baselines"] = base
+    return base
 
-    probe_board = board_make("messages-probe")
-    raw["messages_per_request"] = {}
-    for partitions in cfg.probe_partitions:
-        probe = raw["messages_per_request"][str(partitions)] = messages_per_request(cfg, probe_board, partitions)
-        say(
-            f"messages per request at P={partitions}: {probe['sequential']['messages_per_request']:.2f} one by one, "
-            f"{probe['concurrent']['messages_per_request']:.2f} from {cfg.probe_threads} threads"
+
+def _http_floor_phase(ctx: service.Ctx, say: Progress) -> dict[str, Any]:
+    floors = front_door.http_floors(ctx)
+    c = ctx.cfg.floor_concurrency
+    say(
+        f"HTTP floor (wrk, c={c}): bare app under granian {floors['granian']['ok_per_s']:.0f} req/s, "
+        f"under gunicorn {floors['gunicorn']['ok_per_s']:.0f}; bare DRF POST under bin/web "
+        f"{floors['drf']['ok_per_s']:.0f}"
+    )
+    return floors
+
+
+def _single_event_phase(ctx: service.Ctx, say: Progress) -> dict[str, Any]:
+    """Single events by wrk at each concurrency, each level on idle workers; the costs at the first."""
+    board = board_make("single")
+    out: dict[str, Any] = {}
+    for n, concurrency in enumerate(ctx.cfg.single_event_concurrencies):
+        result = out[str(concurrency)] = front_door.single_event(ctx, board, concurrency, costs=n == 0)
+        lat = result["latency_ms"]
+        line = (
+            f"single-event submissions (wrk), c={concurrency}: {result['ok_per_s']:.0f} req/s answered 202 "
+            f"({result['not_ok']} other), p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms"
         )
-    raw["merge_window_ms"] = _merge_window_ms()
-
-    largest = sized[max(sized)]
-    for strategy in cfg.strategies:
-        if strategy != stack.strategy:
-            say(f"restarting gunicorn and workers with LEADERBOARD_RANKING_STRATEGY={strategy}")
-            stack.start(strategy)
-            say("restarted")
-        raw["strategies"][strategy] = _strategy_phases(ctx, strategy, say, largest)
-        if strategy == "merge_tree":
-            _, conc = max(
-                (r["events_per_s"], int(k.split("/c")[1]))
-                for k, r in raw["strategies"][strategy]["e2e"].items()
-                if k.startswith("uniform/")
+        if "cpu" in result:
+            per = result["cpu"]["core_ms_per_202"]
+            line += "; core-ms per 202: " + ", ".join(
+                f"{tier} {value:.3f}" for tier, value in per.items() if value is not None
             )
-            raw["many_boards"] = _many_boards_phase(ctx, say, conc)
-            raw.update(_default_only_phases(ctx, sized, say))
-            raw["overload"] = _overload_phase(ctx, say, raw["strategies"][strategy]["e2e"])
-    return raw
+        say(line)
+    return out
+
+
+def _sustained_phase(ctx: service.Ctx, say: Progress, single: dict[str, Any]) -> dict[str, Any]:
+    best = single[str(ctx.cfg.single_event_concurrencies[0])]["ok_per_s"]
+    cfg = ctx.cfg
+    say(f"sustained: {cfg.sustained_fraction:.0%} of {best:.0f} single events/s for {cfg.sustained_seconds} s")
+    result = front_door.sustained(ctx, best)
+    fresh = result["freshness"]["ms"]
+    say(
+        f"sustained: {result['ok_per_s']:.0f} req/s answered 202 of {result['target_rate']:.0f} offered; "
+        f"freshness p50 {fresh['p50']:.0f} ms, p99 {fresh['p99']:.0f} ms (n={fresh['n']}); "
+        f"backlog max {result['backlog_max_events']} events"
+    )
+    return result
 
 
 def _merge_window_ms() -> int:
@@ -177,17 +254,7 @@ def _root_runs(e2e: dict[str, Any], by_board: dict[str, int]) -> dict[str, Any]:
 def _default_only_phases(ctx: service.Ctx, sized: dict[int, Any], say: Progress) -> dict[str, Any]:
     """Figures that do not depend on the ranking strategy, measured once with the default."""
     cfg = ctx.cfg
-    out: dict[str, Any] = {"single_event": {}, "user_rank_c1": {}, "user_rank": {}, "ingest_cost": {}}
-    board = board_make("single")
-    points = 0
-    for concurrency in cfg.concurrencies:
-        load, summary = service.single_events(ctx, board, concurrency)
-        out["single_event"][str(concurrency)] = summary
-        points += load.accepted_points
-        # Each level starts on idle workers, as the bare endpoint's did.
-        summary["settle"] = service.settle(ctx, board, points)
-        say(f"single-event submissions, c={concurrency}: {summary['ok_per_s']:.0f} req/s")
-
+    out: dict[str, Any] = {"user_rank_c1": {}, "user_rank": {}, "ingest_cost": {}}
     for users, sized_board in sized.items():
         urls = service.user_urls(ctx, sized_board, users)
         out["user_rank_c1"][str(users)] = service.reads(ctx, urls, 1, cfg.latency_duration)

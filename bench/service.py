@@ -1,4 +1,7 @@
-"""The service's figures: end-to-end ingest, single submissions, freshness, top-N and user-rank reads."""
+"""The service's figures by aiohttp: end-to-end ingest, freshness, top-N and user-rank reads.
+
+Single-event request rates are wrk's (bench/front_door.py).
+"""
 
 import asyncio
 import json
@@ -36,6 +39,10 @@ class Ctx:
     @property
     def noop(self) -> str:
         return f"{self.stack.base_url}/bench/noop"
+
+    @property
+    def write_key(self) -> str:
+        return self.write_headers["Authorization"].removeprefix("Bearer ")
 
 
 def _get_json(url: str) -> Any:
@@ -139,15 +146,6 @@ def http_load(ctx: Ctx, calls: list[Call], concurrency: int, duration: float, ok
     return asyncio.run(
         run_load(calls, concurrency=concurrency, duration=duration, headers=ctx.write_headers, ok_status=ok_status)
     )
-
-
-def single_events(ctx: Ctx, board: Any, concurrency: int) -> tuple[LoadResult, dict[str, Any]]:
-    cfg = ctx.cfg
-    calls = single_calls(
-        ctx.api(board.slug, "scores"), uniform(cfg.user_space), count=4096, points_max=cfg.points_max, rng=ctx.rng
-    )
-    load = http_load(ctx, calls, concurrency, cfg.duration, ok_status=202)
-    return load, load.as_dict()
 
 
 def noop_post(ctx: Ctx, concurrency: int) -> LoadResult:
@@ -271,35 +269,11 @@ async def _freshness(ctx: Ctx, board: Any, events_per_s: float, spread: list[Any
         )
     )
     await asyncio.sleep(min(1.0, cfg.duration / 3))
-    samples: list[float] = []
-    post_ms: list[float] = []
-    missed = probe_points = 0
-    top_url = ctx.api(board.slug, "top?limit=1")
-    headers = {"Content-Type": "application/json", **ctx.write_headers}
+    probes = Probes(ctx, board)
     try:
         async with session(2) as client:
-            for i in range(cfg.freshness_probes):
-                user = f"probe-{i:05d}"
-                body = json.dumps({"user_id": user, "points": PROBE_BASE + i}).encode()
-                posted = time.perf_counter()
-                status, _ = await send(client, Call("POST", ctx.api(board.slug, "scores"), body), headers)
-                accepted = time.perf_counter()
-                post_ms.append((accepted - posted) * 1000.0)
-                if status != 202:
-                    missed += 1
-                    continue
-                probe_points += PROBE_BASE + i
-                seen = None
-                while time.perf_counter() - accepted < _PROBE_TIMEOUT:
-                    status, raw = await send(client, Call("GET", top_url), headers)
-                    if status == 200 and (entries := json.loads(raw)["entries"]) and entries[0]["user_id"] == user:
-                        seen = time.perf_counter()
-                        break
-                    await asyncio.sleep(_POLL_INTERVAL)
-                if seen is None:
-                    missed += 1
-                else:
-                    samples.append((seen - accepted) * 1000.0)
+            for _ in range(cfg.freshness_probes):
+                await probes.probe(client)
                 await asyncio.sleep(0.02)
     finally:
         stop.set()
@@ -307,13 +281,53 @@ async def _freshness(ctx: Ctx, board: Any, events_per_s: float, spread: list[Any
     return {
         "target_events_per_s": events_per_s,
         "background": load.as_dict(),
-        "probes": cfg.freshness_probes,
-        "missed": missed,
-        "ms": summary(samples),
-        "probe_post_ms": summary(post_ms),
-        "samples_ms": samples,
-        "points": load.accepted_points + probe_points,
+        **probes.as_dict(),
+        "points": load.accepted_points + probes.points,
     }
+
+
+class Probes:
+    """Freshness probes of one board, one at a time: a probe POSTs a score above everything
+    before it, then polls GET /top?limit=1 until its user is at the head; its freshness is
+    the time from its 202 to that read."""
+
+    def __init__(self, ctx: Ctx, board: Any) -> None:
+        self.scores_url = ctx.api(board.slug, "scores")
+        self.top_url = ctx.api(board.slug, "top?limit=1")
+        self.headers = {"Content-Type": "application/json", **ctx.write_headers}
+        self.samples: list[float] = []
+        self.post_ms: list[float] = []
+        self.missed = 0
+        self.points = 0  # of the probes answered 202
+
+    async def probe(self, client: Any) -> None:
+        i = len(self.post_ms)
+        user = f"probe-{i:05d}"
+        body = json.dumps({"user_id": user, "points": PROBE_BASE + i}).encode()
+        posted = time.perf_counter()
+        status, _ = await send(client, Call("POST", self.scores_url, body), self.headers)
+        accepted = time.perf_counter()
+        self.post_ms.append((accepted - posted) * 1000.0)
+        if status != 202:
+            self.missed += 1
+            return
+        self.points += PROBE_BASE + i
+        while time.perf_counter() - accepted < _PROBE_TIMEOUT:
+            status, raw = await send(client, Call("GET", self.top_url), self.headers)
+            if status == 200 and (entries := json.loads(raw)["entries"]) and entries[0]["user_id"] == user:
+                self.samples.append((time.perf_counter() - accepted) * 1000.0)
+                return
+            await asyncio.sleep(_POLL_INTERVAL)
+        self.missed += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "probes": len(self.post_ms),
+            "missed": self.missed,
+            "ms": summary(self.samples),
+            "probe_post_ms": summary(self.post_ms),
+            "samples_ms": self.samples,
+        }
 
 
 def freshness(ctx: Ctx, board: Any, events_per_s: float, spread: list[Any] | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The service under test as subprocesses: gunicorn and Celery workers, stopped at exit whatever happens."""
+"""The service under test as subprocesses: the web tier (bin/web, granian) and Celery workers, and the
+bare floor app's servers, stopped at exit whatever happens."""
 
 import itertools
 import os
@@ -37,7 +38,7 @@ class _Proc:
 
 
 class Stack:
-    """gunicorn, an ingest worker, a rank worker and (for a while) the naive worker.
+    """The web tier, an ingest worker, a rank worker and (for a while) the naive worker or a floor server.
 
     Every process leads its own process group; ``stop`` signals the group, so a worker's
     pool children go with it.
@@ -102,9 +103,9 @@ class Stack:
         self.terminate("web", "ingest", "rank")
         self.strategy = strategy
         self.port = free_port()
-        argv = [sys.executable, "-m", "gunicorn", "leaderboard_project.wsgi:application"]
-        argv += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(self.cfg.web_workers)]
-        argv += ["--worker-class", "gthread", "--threads", str(self.cfg.web_threads), "--log-level", "warning"]
+        # bin/web execs granian: the process started here is granian's main, its workers below it.
+        argv = [sys.executable, "bin/web", "--host", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--workers", str(self.cfg.web_workers), "--threads", str(self.cfg.web_threads)]
         self._spawn("web", argv, strategy)
         ingest = worker_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS, "ingest")
         rank = worker_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS, "rank")
@@ -115,6 +116,39 @@ class Stack:
             self._celery("naive", "bench.celery_naive", naive_queues, self.cfg.naive_concurrency, strategy)
         self.wait_ready()
         self.reap()
+
+    def start_floor(self, server: str) -> str:
+        """Serve the bare floor app (bench/floor_app.py) by ``granian`` or ``gunicorn`` with the
+        web tier's workers and threads; the URL once it answers. ``stop(f"floor-{server}")`` ends it."""
+        port = free_port()
+        workers, threads = str(self.cfg.web_workers), str(self.cfg.web_threads)
+        if server == "granian":
+            # bin/web's own flags, so the floor differs from the web tier by the app alone.
+            argv = [sys.executable, "-m", "granian", "--interface", "wsgi", "--no-ws", "--host", "127.0.0.1"]
+            argv += ["--port", str(port), "--workers", workers, "--blocking-threads", threads]
+            argv += ["--backpressure", threads, "--http", "1", "--log-level", "warning", "bench.floor_app:app"]
+        elif server == "gunicorn":
+            argv = [sys.executable, "-m", "gunicorn", "bench.floor_app:app", "--bind", f"127.0.0.1:{port}"]
+            argv += ["--workers", workers, "--worker-class", "gthread", "--threads", threads]
+            argv += ["--log-level", "warning"]
+        else:
+            raise ValueError(f"no floor server {server!r}")
+        name = f"floor-{server}"
+        self._spawn(name, argv, self.strategy)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not _posts(url):
+            if self.procs[name].popen.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.procs[name].popen.returncode}; see {self.log_path(name)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not answering within {_START_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+        return url
+
+    def cpu_roots(self) -> dict[str, set[int]]:
+        """The stack's own process trees by tier, for bench/cpu.py: the web server, the Celery workers."""
+        workers = {proc.popen.pid for name, proc in self.procs.items() if proc.node is not None}
+        return {"web": {self.procs["web"].popen.pid}, "workers": workers}
 
     def wait_ready(self) -> None:
         from leaderboard_project.celery import app as celery_app
@@ -182,8 +216,8 @@ class Stack:
         """Send SIGTERM to these processes (all when none is named); ``reap`` waits for them."""
         for name in [n for n in (names or tuple(self.procs)) if n in self.procs]:
             proc = self.procs.pop(name)
-            # The leader only: gunicorn's master and Celery's main process stop their
-            # children gracefully; the group gets SIGKILL in reap() if anything lingers.
+            # The leader only: granian's and gunicorn's main and Celery's main process stop
+            # their children gracefully; the group gets SIGKILL in reap() if anything lingers.
             if proc.popen.poll() is None:
                 proc.popen.terminate()
             self._stopping.append(proc)
@@ -205,6 +239,15 @@ class Stack:
         """Stop these processes (all when none is named) and wait until they are gone."""
         self.terminate(*names)
         self.reap()
+
+
+def _posts(url: str) -> bool:
+    request = urllib.request.Request(url, data=b'{"user_id": "ready", "points": 1}', method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return response.status == 202
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _signal_group(popen: subprocess.Popen, sig: signal.Signals) -> None:

@@ -1,7 +1,7 @@
-"""The bare DRF endpoint: the web framework's floor, served by the same gunicorn as the service.
+"""The bare DRF endpoint: the web framework's floor, served by the same web tier (bin/web) as the service.
 
 It has no authentication, permission or throttle classes on purpose: it measures what
-DRF and gunicorn cost before any of the service's own work.
+DRF and the web server cost before any of the service's own work.
 """
 
 from rest_framework import status

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.messages_probe import PROBE_PREFIX
-from bench.report import REQUIRED_FIGURES
+from bench.report import FRONT_DOOR_COUNTER_FIGURES, FRONT_DOOR_FIGURES, REQUIRED_FIGURES
 
 TARGETED_FIGURES = (
     "e2e_merge_tree_uniform",
@@ -30,6 +30,10 @@ TARGETED_FIGURES = (
     "overload_3x_freshness_p99",
     "overload_recovery_s",
     "overload_exactly_once",
+    # Issue 16's front-door targets.
+    "single_event_c256_p99",
+    "single_event_core_ms_stack",
+    "sustained_freshness_p99",
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,10 +78,43 @@ def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     assert document["raw"]["baselines"]["raw_upsert"]["events_per_s"] > 0
 
     _assert_overload_exactly_once(document["raw"]["overload"], figures["overload_exactly_once"])
+    _assert_front_door(document, figures)
 
     png = (tmp_path / "latest.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     _assert_probe_queues_gone(document["raw"]["messages_per_request"])
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _assert_front_door(document: dict, figures: dict) -> None:
+    """Issue 16's figures are there and are numbers (the web tier's counters may be absent: null)."""
+    for key in FRONT_DOOR_FIGURES:
+        assert key in figures and _is_number(figures[key]["value"]), (key, figures.get(key))
+    for key in FRONT_DOOR_COUNTER_FIGURES:
+        assert key in figures, f"missing figure {key}"
+        assert figures[key]["value"] is None or _is_number(figures[key]["value"]), (key, figures[key])
+    for key in ("single_event", "http_floor_gunicorn", "http_floor_drf", "single_event_ratio_drf"):
+        assert _is_number(figures[key]["ratio"]) and figures[key]["ratio"] > 0, (key, figures[key])
+    raw = document["raw"]
+    for name in ("granian", "gunicorn", "drf"):
+        floor = raw["http_floor"][name]
+        assert floor["client"] == "wrk" and floor["ok"] > 0, (name, floor)
+    for concurrency in ("64", "256"):
+        run = raw["single_event"][concurrency]
+        assert run["client"] == "wrk" and run["concurrency"] == int(concurrency) and run["ok"] > 0, run
+        # Every answer is counted: 202s and the rest.
+        assert sum(run["statuses"].values()) == run["requests"], run
+    costs = raw["single_event"]["64"]["cpu"]["core_ms_per_202"]
+    assert set(costs) == {"web", "workers", "broker", "postgres", "redis", "stack", "client"}, costs
+    assert all(_is_number(value) for value in costs.values()), costs
+    sustained = raw["sustained"]
+    assert sustained["target_rate"] > 0 and sustained["backlog"], sustained
+    assert all(_is_number(sample["t"]) for sample in sustained["backlog"])
+    assert raw["phase_seconds"] and all(_is_number(s) for s in raw["phase_seconds"].values()), raw["phase_seconds"]
+    assert _is_number(document["wall_seconds"])
 
 
 def _assert_probe_queues_gone(probes: dict) -> None:
