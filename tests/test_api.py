@@ -56,7 +56,10 @@ def _test_queues() -> Iterator[None]:
     _declare_test_queues()
     yield
     # What these tests queued refers to boards that were rolled back; leave no backlog.
-    celery_app.control.purge()
+    # On a connection of its own: the broker-restart test below leaves the pooled one dead
+    # (nothing in this process publishes through Celery's pool any more to revive it).
+    with celery_app.connection_for_write() as conn:
+        celery_app.control.purge(connection=conn)
 
 
 @pytest.fixture(autouse=True)

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.pipeline
 def door(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
     with web_server() as url:
         yield url
-    celery_app.control.purge()
+    with celery_app.connection_for_write() as conn:
+        celery_app.control.purge(connection=conn)
 
 
 def scores_url(slug: str) -> str:
