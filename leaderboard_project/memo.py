@@ -53,6 +53,10 @@ class SharedVersionWatch:
         self._next_check = 0.0
         self._seen: object = MISSING
 
+    def due(self) -> bool:
+        """Whether the next ``check`` reads the version (a round trip) rather than returning."""
+        return time.monotonic() >= self._next_check
+
     def check(self) -> None:
         now = time.monotonic()
         if now < self._next_check:

@@ -119,6 +119,9 @@ DATABASES = {
 # connections; bin/web sets this, and the threads share a bounded pool (psycopg_pool) of
 # this many connections per process instead. 0 (workers, commands): a connection each.
 LEADERBOARD_DB_POOL_SIZE = env_int("LEADERBOARD_DB_POOL_SIZE", 0)
+# Threads per web process for Django's views (the score front door needs none: it awaits
+# its confirms on the event loop). bin/web sets it from --threads.
+LEADERBOARD_WEB_THREADS = env_int("LEADERBOARD_WEB_THREADS", 16)
 if LEADERBOARD_DB_POOL_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
     DATABASES["default"]["OPTIONS"] = {

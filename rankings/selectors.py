@@ -357,6 +357,11 @@ def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:
     return board
 
 
+def leaderboard_cached(*, slug: str) -> bool:
+    """Whether ``leaderboard_by_slug`` would answer from this process's copy, with no I/O."""
+    return not _boards_watch.due() and _boards_by_slug.get(slug) is not MISSING
+
+
 def cached_boards_forget() -> None:
     """Drop this process's board copies (a board deleted and made again under its slug)."""
     _boards_watch.forget()

@@ -217,6 +217,14 @@ def fair_share_exceeded(client: Redis, *, key_id: int, events: int, second: int)
     return keys > 1 and mine > _FAIR_SHARE_FACTOR * total / keys
 
 
+def admission_in_memory() -> bool:
+    """Whether ``admission_check`` answers from the monitor's reading alone: the fair share
+    (a Redis script) is only consulted between half the bound and the bound."""
+    backlog = backlog_monitor.backlog()
+    bound = settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS
+    return backlog is None or not bound / 2 < backlog.events <= bound
+
+
 def admission_check(*, key_id: int | None, events: int) -> str | None:
     """None to admit; "overloaded" past the bound; "over share" for a key that takes more
     than its share while the backlog is past half the bound."""

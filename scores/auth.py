@@ -1,6 +1,7 @@
 """Bearer API keys: authentication, the admin-key permission and the per-key throttle."""
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -47,6 +48,14 @@ _keys = TtlMemo(ttl_seconds=10.0)
 _keys_watch = SharedVersionWatch(
     _api_keys_version_read, [_keys], interval_seconds=settings.LEADERBOARD_BOARD_MEMO_CHECK_SECONDS
 )
+
+
+def api_key_cached(raw_key: str) -> Any:
+    """The key from this process's copy, or MISSING when ``api_key_lookup`` would need a
+    round trip (no copy, or the shared version is due to be read). No I/O."""
+    if _keys_watch.due():
+        return MISSING
+    return _keys.get(hash_api_key(raw_key))
 
 
 def api_key_lookup(raw_key: str) -> ApiKey | None:

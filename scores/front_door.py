@@ -1,8 +1,11 @@
 """The score endpoint's front door: ``POST …/scores`` answered before Django's request cycle.
 
-A WSGI layer in front of Django (``leaderboard_project.wsgi``). For the common request, a
+The web tier is an ASGI application (``leaderboard_project.asgi``, served by granian):
+this door answers the common request on the event loop, and hands every other request to
+Django's WSGI application, run in a pool of threads (a2wsgi). For the common request, a
 plain valid single event or batch from a known key that may write to a known board, the
-whole work is a few tens of microseconds of Python and no round trip but the publish:
+work is a few tens of microseconds of Python on the loop, no thread, and no round trip
+but the publish, whose confirm the request awaits on the loop (``scores.publisher``):
 
 - the key and the board come from the per-process copies (``scores.auth``,
   ``rankings.selectors``: bounded staleness, dropped when their shared version moves);
@@ -11,20 +14,24 @@ whole work is a few tens of microseconds of Python and no round trip but the pub
 - msgspec decodes the body straight into the typed records (``scores.submission``);
 - the 202 body is prebuilt.
 
-Anything else (no or unknown key, unknown board, a key not allowed there, a body that is
-not the plain valid shape, too large or of another type, a host Django would refuse, plain
-HTTP where production redirects) goes on to Django and DRF unchanged, which word every
-refusal as before: the body already read is handed on with the request, and a request
-this layer already counted against its key's budget is marked so that DRF does not count
-it again. The refusals this layer makes itself (429 throttled, 429/503 shed by admission,
-503 broker) carry DRF's shape and wording.
+When any of those would need a round trip (a copy to refresh, a lease to take, the fair
+share to consult under pressure), the same steps run in a thread instead, so that the
+loop never waits on a store. Anything else (no or unknown key, unknown board, a key not
+allowed there, a body that is not the plain valid shape, too large or of another type, a
+host Django would refuse, plain HTTP where production redirects) goes on to Django and
+DRF unchanged, which word every refusal as before: the body already read is handed on,
+and a request this door already counted against its key's budget is marked so that DRF
+does not count it again. The refusals this door makes itself (429 throttled, 429/503 shed
+by admission, 503 broker) carry DRF's shape and wording.
 """
 
-import io
+import asyncio
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.http.request import split_domain_port, validate_host
@@ -34,28 +41,30 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions, views  # noqa: F401
 
 from leaderboard_project.api import ServiceUnavailable
+from leaderboard_project.memo import MISSING
 from leaderboard_project.metrics import events_accepted, http_response
-from rankings.selectors import leaderboard_by_slug
-from scores.auth import THROTTLE_TAKEN, api_key_lookup
-from scores.services import BrokerUnavailable, Overloaded, score_events_submit
+from rankings.models import Leaderboard
+from rankings.selectors import leaderboard_by_slug, leaderboard_cached
+from scores.admission import admission_in_memory
+from scores.auth import THROTTLE_TAKEN, api_key_cached, api_key_lookup
+from scores.publisher import ingest_publisher
+from scores.services import BrokerUnavailable, Overloaded, score_events_stamp
 from scores.submission import submission_decode
 from scores.throttle import key_throttle
+from tasks.messages import ScoreEvent
 
 _SCORES_PATH = re.compile(r"/api/v1/leaderboards/([^/]+)/scores")
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # What Django's middleware adds to every answer of the API (SecurityMiddleware,
 # XFrameOptionsMiddleware) and DRF's Vary; HSTS as SecurityMiddleware sends it.
 _COMMON_HEADERS = [
-    ("Content-Type", "application/json"),
-    ("Vary", "Accept"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "same-origin"),
-    ("Cross-Origin-Opener-Policy", "same-origin"),
-    ("X-Frame-Options", "DENY"),
+    (b"content-type", b"application/json"),
+    (b"vary", b"Accept"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
 ]
-_STATUS = {202: "202 Accepted", 429: "429 Too Many Requests", 503: "503 Service Unavailable"}
 
 
 class Answer(NamedTuple):
@@ -73,76 +82,72 @@ _ACCEPTED_ONE = b'{"accepted":1}'
 _BROKER_DOWN = _json_detail(str(ServiceUnavailable.default_detail))
 
 
+class _Ready(NamedTuple):
+    """A request admitted and stamped: its events wait only for their publish."""
+
+    board: Leaderboard
+    batch: list[ScoreEvent]
+
+
 class ScoreFrontDoor:
-    def __init__(self, app: WsgiApp) -> None:
-        self.app = app
+    """ASGI: the door in front of Django's WSGI application (in a2wsgi's thread pool)."""
+
+    def __init__(self, django: WSGIMiddleware, executor: ThreadPoolExecutor) -> None:
+        self.django = django
+        self.executor = executor
         self._hosts: dict[str, bool] = {}
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "POST":
-            match = _SCORES_PATH.fullmatch(environ.get("PATH_INFO", ""))
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            # The publisher runs on this loop, where the door awaits its confirms.
+            ingest_publisher().attach(asyncio.get_running_loop())
+        elif scope["type"] == "http" and scope["method"] == "POST":
+            match = _SCORES_PATH.fullmatch(scope["path"])
             if match is not None:
-                try:
-                    answer = self._submit(environ, match.group(1))
-                except DatabaseError:
-                    answer = None  # a key or board lookup failed: Django answers (503) as ever
-                finally:
-                    # As Django's request_finished does: a connection taken for a lookup
-                    # goes back to the pool (bin/web), or is closed past its age.
-                    close_old_connections()
+                ingress = _Ingress(scope)
+                body = await _read_body(ingress, receive)
+                answer = await self._submit(ingress, match.group(1), body)
                 if answer is not None:
-                    return self._respond(answer, start_response)
-        return self.app(environ, start_response)
+                    await _respond(answer, send)
+                    return
+                if ingress.throttle_taken:
+                    scope[THROTTLE_TAKEN] = True
+                if body is not None:
+                    receive = _replay(body, receive)
+        await self.django(scope, receive, send)
 
-    def _respond(self, answer: Answer, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        headers = [*_COMMON_HEADERS, ("Content-Length", str(len(answer.body)))]
-        if answer.retry_after is not None:
-            headers.append(("Retry-After", answer.retry_after))
-        if settings.PRODUCTION and settings.SECURE_HSTS_SECONDS:
-            headers.append(("Strict-Transport-Security", _hsts()))
-        http_response(answer.status)
-        start_response(_STATUS[answer.status], headers)
-        return [answer.body]
-
-    def _submit(self, environ: dict[str, Any], slug: str) -> Answer | None:
-        """The answer, or None to hand the request on to Django (its body put back)."""
-        if not self._plain_request(environ):
+    async def _submit(self, ingress: "_Ingress", slug: str, body: bytes | None) -> Answer | None:
+        """The answer, or None to hand the request on to Django."""
+        if body is None or not self._plain_request(ingress):
             return None
-        key = _bearer_key(environ.get("HTTP_AUTHORIZATION", ""))
-        if key is None:
+        raw_key = _bearer_raw(ingress.header("authorization"))
+        if raw_key is None:
             return None
-        wait = key_throttle.wait_for(key.pk)
-        if wait is not None:
-            throttled = exceptions.Throttled(wait)
-            return Answer(429, _json_detail(str(throttled.detail)), f"{throttled.wait:d}")
-        environ[THROTTLE_TAKEN] = True
-        body = _read_body(environ)
-        board = leaderboard_by_slug(slug=slug)
-        if body is None or board is None or not key.may_write(board):
-            return None
-        events = submission_decode(body, board)
-        if events is None:
-            return None
+        if _quick(raw_key, slug):
+            prepared = _prepare(ingress, slug, raw_key, body)
+        else:
+            loop = asyncio.get_running_loop()
+            prepared = await loop.run_in_executor(self.executor, _prepare_in_thread, ingress, slug, raw_key, body)
+        if not isinstance(prepared, _Ready):
+            return prepared
         try:
-            accepted = score_events_submit(leaderboard=board, events=events, api_key_id=key.pk)
-        except Overloaded as exc:
-            return Answer(exc.status, _json_detail(exc.detail), "1")
+            await ingest_publisher().publish_async(prepared.batch)
         except BrokerUnavailable:
             return Answer(503, _BROKER_DOWN)
-        events_accepted(board.slug, accepted)
+        accepted = len(prepared.batch)
+        events_accepted(prepared.board.slug, accepted)
         return Answer(202, _ACCEPTED_ONE if accepted == 1 else b'{"accepted":%d}' % accepted)
 
-    def _plain_request(self, environ: dict[str, Any]) -> bool:
+    def _plain_request(self, ingress: "_Ingress") -> bool:
         """What Django's middleware and DRF's negotiation would let through unchanged."""
-        content_type = environ.get("CONTENT_TYPE", "")
-        if content_type.partition(";")[0].strip().lower() != "application/json":
+        if ingress.header("content-type").partition(";")[0].strip().lower() != "application/json":
             return False
-        accept = environ.get("HTTP_ACCEPT", "*/*")
+        accept = ingress.header("accept") or "*/*"
         if "*/*" not in accept and "application/json" not in accept and "application/*" not in accept:
             return False
-        if settings.PRODUCTION and settings.SECURE_SSL_REDIRECT and not _secure(environ):
+        if settings.PRODUCTION and settings.SECURE_SSL_REDIRECT and not ingress.secure():
             return False  # Django redirects it
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        host = ingress.header("host")
         allowed = self._hosts.get(host)
         if allowed is None:
             if len(self._hosts) > 1000:  # spoofed hosts must not grow it without bound
@@ -152,31 +157,116 @@ class ScoreFrontDoor:
         return allowed
 
 
-def _bearer_key(header: str) -> Any:
-    scheme, _, raw = header.partition(" ")
-    if scheme.lower() != "bearer" or not raw or " " in raw:
+class _Ingress:
+    """The request's headers, read once from the ASGI scope, and what the door did."""
+
+    def __init__(self, scope: dict[str, Any]) -> None:
+        self.scope = scope
+        self.headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        self.throttle_taken = False
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name, "")
+
+    def secure(self) -> bool:
+        header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+        if header is not None:
+            name = header[0].removeprefix("HTTP_").replace("_", "-").lower()
+            return self.header(name) == header[1]
+        return self.scope.get("scheme") == "https"
+
+
+def _quick(raw_key: str, slug: str) -> bool:
+    """Whether every step before the publish answers from memory (no round trip)."""
+    key = api_key_cached(raw_key)
+    if key is MISSING or key is None:
+        return False
+    return leaderboard_cached(slug=slug) and key_throttle.leased(key.pk) and admission_in_memory()
+
+
+def _prepare(ingress: _Ingress, slug: str, raw_key: str, body: bytes) -> Answer | _Ready | None:
+    """Authenticate, throttle, find the board, decode, admit and stamp: an answer (a
+    refusal), the events ready to publish, or None for Django."""
+    key = api_key_lookup(raw_key)
+    if key is None:
         return None
-    return api_key_lookup(raw)
-
-
-def _read_body(environ: dict[str, Any]) -> bytes | None:
-    """The body when it has a length within the limit; it is put back for Django either way."""
+    wait = key_throttle.wait_for(key.pk)
+    if wait is not None:
+        throttled = exceptions.Throttled(wait)
+        return Answer(429, _json_detail(str(throttled.detail)), f"{throttled.wait:d}")
+    ingress.throttle_taken = True
+    board = leaderboard_by_slug(slug=slug)
+    if board is None or not key.may_write(board):
+        return None
+    events = submission_decode(body, board)
+    if events is None:
+        return None
     try:
-        length = int(environ.get("CONTENT_LENGTH") or -1)
+        return _Ready(board, score_events_stamp(leaderboard=board, events=events, api_key_id=key.pk))
+    except Overloaded as exc:
+        return Answer(exc.status, _json_detail(exc.detail), "1")
+
+
+def _prepare_in_thread(ingress: _Ingress, slug: str, raw_key: str, body: bytes) -> Answer | _Ready | None:
+    try:
+        return _prepare(ingress, slug, raw_key, body)
+    except DatabaseError:
+        return None  # a key or board lookup failed: Django answers (503) as ever
+    finally:
+        # As Django's request_finished does: a connection taken for a lookup goes back to
+        # the pool (bin/web), or is closed past its age.
+        close_old_connections()
+
+
+async def _respond(answer: Answer, send: Callable) -> None:
+    headers = [*_COMMON_HEADERS, (b"content-length", str(len(answer.body)).encode())]
+    if answer.retry_after is not None:
+        headers.append((b"retry-after", answer.retry_after.encode()))
+    if settings.PRODUCTION and settings.SECURE_HSTS_SECONDS:
+        headers.append((b"strict-transport-security", _hsts().encode()))
+    http_response(answer.status)
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _read_body(ingress: _Ingress, receive: Callable) -> bytes | None:
+    """The body when it has a length within the limit (else None: Django reads, and
+    refuses, a chunked or too large one)."""
+    try:
+        length = int(ingress.header("content-length") or -1)
     except ValueError:
         return None
     if not 0 <= length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-        return None  # chunked, or too large: Django reads (and refuses) it
-    body = environ["wsgi.input"].read(length)
-    environ["wsgi.input"] = io.BytesIO(body)
-    return body
+        return None
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ConnectionAbortedError("the client went away")  # http.disconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
-def _secure(environ: dict[str, Any]) -> bool:
-    header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
-    if header is not None:
-        return environ.get(header[0]) == header[1]
-    return environ.get("wsgi.url_scheme") == "https"
+def _replay(body: bytes, receive: Callable) -> Callable:
+    """``receive`` for Django: the body the door already read, then the client's own."""
+    sent = False
+
+    async def replayed() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _bearer_raw(header: str) -> str | None:
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer" or not raw or " " in raw:
+        return None
+    return raw
 
 
 def _hsts() -> str:

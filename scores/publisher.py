@@ -26,7 +26,6 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiormq
@@ -51,24 +50,37 @@ class BrokerUnavailable(Exception):
 _WAITING, _TAKEN, _ABANDONED = "waiting", "taken", "abandoned"
 
 
-@dataclass(eq=False)
 class _Request:
-    events: list[ScoreEvent]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    state: str = _WAITING
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    """One request's events and how it hears its answer: a future on the publisher's own
+    loop (the front door's coroutines), or an event another thread waits on (a view)."""
+
+    __slots__ = ("done", "error", "events", "future", "lock", "state")
+
+    def __init__(self, events: list[ScoreEvent], future: asyncio.Future | None = None) -> None:
+        self.events = events
+        self.future = future
+        self.error: BaseException | None = None
+        self.state = _WAITING
+        # A future is only touched on its loop's thread: no event and no lock for it.
+        self.done = threading.Event() if future is None else None
+        self.lock = threading.Lock() if future is None else None
 
     def take(self) -> bool:
         """The publisher claims the request; False when its client already gave up."""
+        if self.lock is None:
+            return self._take()
         with self.lock:
-            if self.state == _ABANDONED:
-                return False
-            self.state = _TAKEN
-            return True
+            return self._take()
+
+    def _take(self) -> bool:
+        if self.state == _ABANDONED:
+            return False
+        self.state = _TAKEN
+        return True
 
     def abandon(self) -> bool:
         """The client gives up; False when the publisher already took it (it may still land)."""
+        assert self.lock is not None
         with self.lock:
             if self.state == _TAKEN:
                 return False
@@ -143,6 +155,7 @@ class IngestPublisher:
         self._channel: aiormq.abc.AbstractChannel | None = None
         self._declared: set[str] = set()
         self._connect_lock: asyncio.Lock | None = None
+        self._runner: asyncio.Task | None = None  # the loop's task, when attached to a caller's loop
 
     # --- the request's side (any web thread) ---------------------------------------------
 
@@ -164,6 +177,39 @@ class IngestPublisher:
         if request.error is not None:
             raise BrokerUnavailable(str(request.error)) from request.error
 
+    async def publish_async(self, events: list[ScoreEvent]) -> None:
+        """The same from a coroutine on the loop the publisher is attached to (the front
+        door's): no thread waits; the request's future is resolved by the confirm."""
+        loop = asyncio.get_running_loop()
+        if not self.attach(loop):
+            # Started on a loop of its own first (a Django view published before any
+            # coroutine did): wait in a thread like the views do.
+            await loop.run_in_executor(None, self.publish, events)
+            return
+        future = loop.create_future()
+        with self._lock:
+            self._waiting.append(_Request(events, future))
+            self._waiting_events += len(events)
+        if not self._awake:
+            self._wake_up()
+        # No timer per request: the request is taken as soon as the message before it is
+        # settled, and every message is settled within the confirm timeout (the publish's
+        # own), so the wait is bounded by about twice that, without a timer for each.
+        await future
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Run on this (running) loop, the caller's, instead of a thread of its own; False
+        when this process's publisher already runs on another loop."""
+        if self._pid == os.getpid():
+            return self._loop is loop
+        with self._start_lock:
+            if self._pid != os.getpid():
+                self._reset_state()
+                self._wake, self._connect_lock = asyncio.Event(), asyncio.Lock()
+                self._runner = loop.create_task(self._run())
+                self._loop, self._pid = loop, os.getpid()
+        return self._loop is loop
+
     def _ensure_thread(self) -> asyncio.AbstractEventLoop:
         # One thread per process; a forked child (a web worker) starts its own.
         if self._pid != os.getpid():
@@ -184,12 +230,16 @@ class IngestPublisher:
             started.set()
             loop.run_until_complete(self._run())
 
-        self._waiting, self._waiting_events, self._in_flight = [], 0, set()
-        self._connection = self._channel = None
-        self._declared = set()
+        self._reset_state()
         threading.Thread(target=run, name="ingest-publisher", daemon=True).start()
         started.wait()
         self._loop, self._pid = loop, os.getpid()
+
+    def _reset_state(self) -> None:
+        # A forked child starts with nothing of its parent's: requests, connection, tasks.
+        self._waiting, self._waiting_events, self._in_flight = [], 0, set()
+        self._connection = self._channel = None
+        self._declared = set()
 
     # --- the loop's side ---------------------------------------------------------------
 
@@ -271,8 +321,14 @@ class IngestPublisher:
             error = exc
             await self._reset()
         for request in group:
-            request.error = error
-            request.done.set()
+            if request.done is not None:
+                request.error = error
+                request.done.set()
+            elif not request.future.done():
+                if error is None:
+                    request.future.set_result(None)
+                else:
+                    request.future.set_exception(BrokerUnavailable(str(error)))
 
     async def _channel_for(self, queue: str) -> aiormq.abc.AbstractChannel:
         assert self._connect_lock is not None

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 # Ids the service makes for events sent without one; "~" is outside the client alphabet.
 SERVER_EVENT_ID_MARK = "~"
 
-__all__ = ["BrokerUnavailable", "Overloaded", "score_events_apply", "score_events_submit"]
+__all__ = ["BrokerUnavailable", "Overloaded", "score_events_apply", "score_events_stamp", "score_events_submit"]
 
 
 def now_micros() -> int:
@@ -95,28 +95,32 @@ class _ServerEventIds:
 _server_event_ids = _ServerEventIds()
 
 
-def score_events_submit(
+def score_events_stamp(
     *, leaderboard: Leaderboard, events: Sequence[SubmittedEvent | Mapping[str, Any]], api_key_id: int | None = None
-) -> int:
-    """Stamp validated events with one accepted time and publish them as one message;
-    refuse them (Overloaded) while admission control sheds load. The events are the API's
-    typed records, or plain mappings of the same fields (commands, tests)."""
-    events = [event if isinstance(event, SubmittedEvent) else submitted_event(event) for event in events]
+) -> list[ScoreEvent]:
+    """Admit validated events (or refuse them, Overloaded, while admission control sheds
+    load) and stamp them with one accepted time: the message's events, ready to publish.
+    The events are the API's typed records, or plain mappings of the same fields."""
     refusal = admission_check(key_id=api_key_id, events=len(events))
     if refusal is not None:
         raise Overloaded(refusal)
     accepted_us = now_micros()
     board_id = leaderboard.id
-    batch = [
+    records = (event if isinstance(event, SubmittedEvent) else submitted_event(event) for event in events)
+    return [
         ScoreEvent(
-            board_id,
-            event.user_id,
-            event.points,
-            event.event_id or _server_event_ids.next(position),
-            accepted_us,
+            board_id, event.user_id, event.points, event.event_id or _server_event_ids.next(position), accepted_us
         )
-        for position, event in enumerate(events)
+        for position, event in enumerate(records)
     ]
+
+
+def score_events_submit(
+    *, leaderboard: Leaderboard, events: Sequence[SubmittedEvent | Mapping[str, Any]], api_key_id: int | None = None
+) -> int:
+    """Admit and stamp the events, and return once the broker confirmed the message that
+    carries them (BrokerUnavailable otherwise): the web tier's write, and the tests'."""
+    batch = score_events_stamp(leaderboard=leaderboard, events=events, api_key_id=api_key_id)
     if batch:
         ingest_publisher().publish(batch)
     return len(batch)

@@ -103,6 +103,17 @@ class KeyThrottle:
                 self._leases[key_id] = _Lease(rate, max(granted - 1, 0), ends_at, last=granted < chunk)
         return None if granted else max(left_ms, 1) / 1000
 
+    def leased(self, key_id: int) -> bool:
+        """Whether ``wait_for`` would answer from memory (a lease with budget left, or a
+        window known to be spent), with no round trip to Redis."""
+        lease = self._leases.get(key_id)
+        return (
+            lease is not None
+            and lease.rate == api_settings.DEFAULT_THROTTLE_RATES[SCOPE]
+            and time.monotonic() < lease.ends_at
+            and (lease.left > 0 or lease.last)
+        )
+
     def forget(self) -> None:
         with self._lock:
             self._leases.clear()
