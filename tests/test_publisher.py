@@ -28,12 +28,20 @@ def take_all(broker_url: str, names: list[str]) -> list[list[ScoreEvent]]:
 
 @pytest.fixture
 def ingest_queues(settings):
-    names = [
-        ingest_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, n) for n in range(settings.LEADERBOARD_INGEST_PARTITIONS)
-    ]
-    take_all(settings.CELERY_BROKER_URL, names)
+    """Ingest queues of a prefix of their own: the session's Celery worker consumes the
+    test prefix's queues and would take the messages this test counts."""
+    prefix = "lbtestpub"
+    settings.LEADERBOARD_QUEUE_PREFIX = prefix
+    queues = durable_queues(prefix, settings.LEADERBOARD_INGEST_PARTITIONS, 10, 10_000)
+    names = [ingest_queue_name(prefix, n) for n in range(settings.LEADERBOARD_INGEST_PARTITIONS)]
+    for queue in queues:
+        if queue.name in names:
+            celery_app.amqp.queues.add(queue)
     yield names
-    take_all(settings.CELERY_BROKER_URL, names)
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        for name in names:
+            celery_app.amqp.queues.pop(name, None)
+            conn.default_channel.queue_delete(name)
 
 
 def event(n: int) -> ScoreEvent:
