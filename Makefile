@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint services venv bench bench-quick
+.PHONY: run test lint services tools venv bench bench-quick
 .PHONY: browser flower metrics-dir
 
 $(BIN)/.installed: requirements.txt
@@ -18,7 +18,11 @@ venv: $(BIN)/.installed
 services:
 	./bin/ensure-services
 
-run: venv services
+# HAProxy and wrk (Debian packages) for make run, the tests and the benchmark.
+tools:
+	./bin/ensure-tools
+
+run: venv services tools
 	$(BIN)/python bin/ensure-database
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py install_schedules
@@ -28,16 +32,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: venv services lint
+test: venv services tools lint
 test: browser
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -q -ra --durations=15
 
 # The benchmark (bench/): its own database, Redis DBs, queues, gunicorn and workers.
-bench: venv services
+bench: venv services tools
 	$(BIN)/python -m bench --out bench-results
 
-bench-quick: venv services
+bench-quick: venv services tools
 	$(BIN)/python -m bench --quick --out bench-results/quick
 
 # The browser test's chromium (a Debian package; Playwright never downloads one).
@@ -74,7 +78,7 @@ citus:
 	./bin/ensure-citus
 
 run-citus: export LEADERBOARD_DB_PORT = $(CITUS_PORT)
-run-citus: venv services citus
+run-citus: venv services tools citus
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py distribute_tables
 	$(BIN)/python manage.py install_schedules

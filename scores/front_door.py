@@ -114,7 +114,7 @@ class ScoreFrontDoor:
                     scope[THROTTLE_TAKEN] = True
                 if body is not None:
                     receive = _replay(body, receive)
-        await self.django(scope, receive, send)
+        await self.django(scope, _coroutine_receive(receive), send)
 
     async def _submit(self, ingress: "_Ingress", slug: str, body: bytes | None) -> Answer | None:
         """The answer, or None to hand the request on to Django."""
@@ -260,6 +260,17 @@ def _replay(body: bytes, receive: Callable) -> Callable:
         return await receive()
 
     return replayed
+
+
+def _coroutine_receive(receive: Callable) -> Callable:
+    """``receive`` as a coroutine function: a2wsgi hands ``receive()`` to
+    ``run_coroutine_threadsafe``, which takes coroutines only, and granian's ``receive``
+    returns an awaitable of its own (a POST body to Django would fail with a TypeError)."""
+
+    async def received() -> dict[str, Any]:
+        return await receive()
+
+    return received
 
 
 def _bearer_raw(header: str) -> str | None:

@@ -103,3 +103,13 @@ def make_score(board: Leaderboard, user_id: str, score: int) -> Score:
         sort_key=board.sort_key_of(score),
         reached_at=timezone.now(),
     )
+
+
+def broker_connections_renew() -> None:
+    """After a broker restart: drop the test process's pooled Celery connections, dead
+    with the broker. Nothing in this process publishes through Celery's pool any more (the
+    web tier's publisher has its own connection), which used to revive them; a later
+    ``control.ping`` or ``purge`` would meet a reset connection."""
+    from leaderboard_project.celery import app as celery_app
+
+    celery_app.pool.force_close_all()

@@ -21,7 +21,7 @@ from leaderboard_project.celery import app as celery_app
 from rankings.models import Leaderboard, TopN
 from scores.models import ApiKey, ProcessedEvent, Score, hash_api_key
 from scores.partitioning import partition_of
-from tests.checks import queued_messages
+from tests.checks import broker_connections_renew, queued_messages
 from tests.conftest import Workers, bearer
 
 LIST = "/api/v1/leaderboards/"
@@ -771,6 +771,7 @@ def _wait_for_broker(timeout: float = 60.0) -> None:
             with Connection(django_settings.CELERY_BROKER_URL, connect_timeout=2) as conn:
                 conn.ensure_connection(max_retries=1)
                 _declare_test_queues()
+                broker_connections_renew()
                 return
         except Exception:  # any failure means "not up yet"
             if time.monotonic() > deadline:

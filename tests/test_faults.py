@@ -28,7 +28,7 @@ from scores.models import ProcessedEvent
 from scores.services import BrokerUnavailable, score_events_submit
 from tasks.beat import schedules_install
 from tasks.queues import QueueRole, all_queue_names, role_queue_name
-from tests.checks import assert_top_consistent, db_scores, eventually, queued_messages
+from tests.checks import assert_top_consistent, broker_connections_renew, db_scores, eventually, queued_messages
 from tests.conftest import Workers
 
 pytestmark = [pytest.mark.faults, pytest.mark.pipeline]
@@ -206,6 +206,7 @@ def _broker_up() -> None:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:
         raise AssertionError(f"broker not back: {exc}") from exc
+    broker_connections_renew()
 
 
 def test_it_answers_503_during_a_broker_restart_and_applies_every_202_once(stack, make_board, live_server, admin_key):

@@ -182,3 +182,13 @@ def test_it_stops_a_revoked_key_within_seconds(door, transactional_db):
         time.sleep(0.1)
     assert response.status_code == 401, response.text
     assert time.monotonic() - revoked_at < 3
+
+
+def test_it_hands_every_other_request_to_django_with_its_body(door, transactional_db, admin_key):
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    slug = f"door-{uuid.uuid4().hex[:10]}"
+    created = httpx.post(f"{door}/api/v1/leaderboards/", json={"slug": slug, "name": "Via Django"}, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["slug"] == slug
+    read = httpx.get(f"{door}/api/v1/leaderboards/{slug}/")
+    assert (read.status_code, read.json()["name"]) == (200, "Via Django")

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.checks import eventually
+from tests.checks import broker_connections_renew, eventually
 from tests.conftest import Workers
 
 pytestmark = [pytest.mark.faults, pytest.mark.pipeline]
@@ -43,3 +43,4 @@ def test_it_is_unready_while_the_broker_is_stopped_and_ready_after(client, worke
         assert status == 200, body
 
     eventually(ready_again, timeout=120, interval=1)
+    broker_connections_renew()
