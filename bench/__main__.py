@@ -85,7 +85,10 @@ def main(argv: list[str]) -> int:
         "machine": machine,
         "config": cfg.as_dict(),
         "stack": {
-            "web": f"granian (bin/web), WSGI, {cfg.web_workers} workers x {cfg.web_threads} blocking threads",
+            "web": (
+                f"HAProxy (bin/lb) in front of granian (bin/web): the score front door (ASGI, "
+                f"{cfg.web_workers} workers) and Django (WSGI, {cfg.web_workers} workers x {cfg.web_threads} threads)"
+            ),
             "floors": f"bare WSGI app (bench/floor_app.py) under granian and under gunicorn gthread, "
             f"{cfg.web_workers} workers x {cfg.web_threads} threads each, started for their phase only",
             "ingest": f"celery worker, prefork, {cfg.ingest_concurrency} processes",

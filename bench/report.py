@@ -577,7 +577,7 @@ def _single_event_costs(run: dict[str, Any], c: str) -> list[Figure]:
     served = f"{run['served_202']:,} answers 202 (wrk saw {run['ok']:,}, the rest in flight when it stopped)"
     figs = []
     tiers = {
-        "web": "web (granian: bin/web and its workers), while the load ran",
+        "web": "web (HAProxy and granian: the front door and Django), while the load ran",
         "workers": "workers (Celery ingest + rank, pools included), until idle",
         "broker": "broker (RabbitMQ beam.smp), until idle",
         "postgres": "PostgreSQL (every postgres process), until idle",

@@ -100,13 +100,19 @@ class Stack:
         from bench.celery_naive import naive_queue_name
         from tasks.queues import worker_queue_names
 
-        self.terminate("web", "ingest", "rank")
+        self.terminate("lb", "web", "scores", "ingest", "rank")
         self.strategy = strategy
         self.port = free_port()
-        # bin/web execs granian: the process started here is granian's main, its workers below it.
-        argv = [sys.executable, "bin/web", "--host", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--workers", str(self.cfg.web_workers), "--threads", str(self.cfg.web_threads)]
-        self._spawn("web", argv, strategy)
+        # As make run deploys it: HAProxy on the port, score submissions to the front door
+        # (bin/web --app scores), the rest to Django (bin/web --app django). bin/web execs
+        # granian: the process started here is granian's main, its workers below it.
+        ports = {"web": free_port(), "scores": free_port()}
+        for app, port in ports.items():
+            argv = [sys.executable, "bin/web", "--app", "django" if app == "web" else "scores"]
+            argv += ["--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--workers", str(self.cfg.web_workers), "--threads", str(self.cfg.web_threads)]
+            self._spawn(app, argv, strategy)
+        self._spawn("lb", ["bin/lb", str(self._lb_config(ports))], strategy)
         ingest = worker_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS, "ingest")
         rank = worker_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS, "rank")
         self._celery("ingest", "leaderboard_project", ingest, self.cfg.ingest_concurrency, strategy)
@@ -145,10 +151,23 @@ class Stack:
             time.sleep(0.1)
         return url
 
+    def _lb_config(self, ports: dict[str, int]) -> Path:
+        """haproxy/local.cfg on this run's ports (one Django server, one front door)."""
+        text = (ROOT / "haproxy" / "local.cfg").read_text()
+        text = text.replace("127.0.0.1:8000", f"127.0.0.1:{self.port}")
+        text = text.replace("    server web2 127.0.0.1:8002\n", "")
+        text = text.replace("127.0.0.1:8001", f"127.0.0.1:{ports['web']}")
+        text = text.replace("127.0.0.1:8003", f"127.0.0.1:{ports['scores']}")
+        path = self.log_dir / "haproxy.cfg"
+        path.write_text(text)
+        return path
+
     def cpu_roots(self) -> dict[str, set[int]]:
-        """The stack's own process trees by tier, for bench/cpu.py: the web server, the Celery workers."""
+        """The stack's own process trees by tier, for bench/cpu.py: the web tier (HAProxy and
+        both kinds of web process), the Celery workers."""
         workers = {proc.popen.pid for name, proc in self.procs.items() if proc.node is not None}
-        return {"web": {self.procs["web"].popen.pid}, "workers": workers}
+        web = {self.procs[name].popen.pid for name in ("lb", "web", "scores")}
+        return {"web": web, "workers": workers}
 
     def wait_ready(self) -> None:
         from leaderboard_project.celery import app as celery_app

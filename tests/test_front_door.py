@@ -1,5 +1,5 @@
-"""The score endpoint's front door (scores.front_door) in the real web tier (bin/web:
-granian), against Django's own answers to the same requests.
+"""The score endpoint's front door (scores.front_door) in its real server (bin/web --app
+scores: granian, ASGI), against Django's own answers to the same requests.
 
 No Celery worker runs here: what a request published stays queued, so the queue depth
 tells exactly what each request left behind. The front door's own answers carry no
@@ -48,7 +48,7 @@ def door_queues() -> list[str]:
 @pytest.fixture(scope="module")
 def door(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
     names = door_queues()
-    with web_server(LEADERBOARD_QUEUE_PREFIX=PREFIX) as url:
+    with web_server("scores", LEADERBOARD_QUEUE_PREFIX=PREFIX) as url:
         yield url
     with Connection(settings.CELERY_BROKER_URL) as conn:
         for name in names:
@@ -150,7 +150,7 @@ def test_it_throttles_at_the_door_and_counts_each_request_once(transactional_db)
     key, admin_key = ApiKey.generate(name="throttled", is_admin=True)
     # Key ids repeat from one test database to the next; their windows in Redis must not.
     get_redis_connection("default").delete(f"{settings.LEADERBOARD_REDIS_PREFIX}:throttle:{key.pk}")
-    with web_server(LEADERBOARD_THROTTLE_KEY_RATE="3/minute", LEADERBOARD_QUEUE_PREFIX=PREFIX) as url:
+    with web_server("scores", LEADERBOARD_THROTTLE_KEY_RATE="3/minute", LEADERBOARD_QUEUE_PREFIX=PREFIX) as url:
         headers = {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"}
 
         def post(body: bytes) -> httpx.Response:

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STRATEGY = "merge_tree"
 # Set to a folder (docs/) to keep the screenshots beside the test's own copies.
 SCREENSHOTS_DIR = os.environ.get("LEADERBOARD_SCREENSHOTS_DIR")
-WEB = [sys.executable, "bin/web", "--workers", "2", "--threads", "8"]
+WEB = [sys.executable, "bin/web", "--app", "django", "--workers", "2", "--threads", "8"]
 
 
 def free_port() -> int:

@@ -23,13 +23,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def web_server(**env: str) -> Iterator[str]:
-    """Start bin/web (one worker process) and yield its base URL; killed on exit."""
+def web_server(app: str = "django", **env: str) -> Iterator[str]:
+    """Start bin/web (``--app django`` or ``scores``, one worker process) and yield its
+    base URL; killed on exit."""
     port = free_port()
     (ROOT / ".run").mkdir(exist_ok=True)
     log = open(ROOT / ".run" / "test-web.log", "a")  # closed in the finally below
     proc = subprocess.Popen(
-        [sys.executable, "bin/web", "--port", str(port), "--workers", "1", "--threads", "8"],
+        [sys.executable, "bin/web", "--app", app, "--port", str(port), "--workers", "1", "--threads", "8"],
         cwd=ROOT,
         env={
             **os.environ,
