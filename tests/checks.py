@@ -112,4 +112,4 @@ def broker_connections_renew() -> None:
     ``control.ping`` or ``purge`` would meet a reset connection."""
     from leaderboard_project.celery import app as celery_app
 
-    celery_app.pool.force_close_all()
+    celery_app.pool.force_close_all(close_pool=False)  # the pool itself stays in use
