@@ -1,9 +1,9 @@
 """The score endpoint: validate, publish with broker confirms, answer 202.
 
-Under bin/web most score requests never get here: ``scores.front_door`` answers the plain,
-valid ones before Django's request cycle, with the same parts (key copies, the leased
-throttle, the typed records, admission, the publisher), and hands everything else to this
-view, which words every refusal."""
+Behind HAProxy most score requests never get here: the front door (``scores.front_door``,
+bin/web --app scores) answers the plain, valid ones before Django's request cycle, with the
+same parts (key copies, the leased throttle, the typed records, admission, the publisher),
+and hands everything else to this view, which words every refusal."""
 
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, status
