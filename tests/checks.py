@@ -110,6 +110,13 @@ def broker_connections_renew() -> None:
     with the broker. Nothing in this process publishes through Celery's pool any more (the
     web tier's publisher has its own connection), which used to revive them; a later
     ``control.ping`` or ``purge`` would meet a reset connection."""
+    from kombu import pools
+
     from leaderboard_project.celery import app as celery_app
 
-    celery_app.pool.force_close_all(close_pool=False)  # the pool itself stays in use
+    # kombu's pools are process-wide: reset them, and Celery's handle on its own, so the
+    # next use opens new ones (closing a pool's connections in place leaves it waiting for
+    # connections that never come back).
+    pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None

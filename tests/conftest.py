@@ -79,8 +79,10 @@ class Workers:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {proc.returncode}; see {self.log_path}")
-            if celery_app.control.ping(destination=[node], timeout=0.5):
-                return
+            # On a connection of its own: a pooled one may have died with a broker restart.
+            with celery_app.connection_for_write() as conn:
+                if celery_app.control.ping(destination=[node], timeout=0.5, connection=conn):
+                    return
         raise RuntimeError(f"celery worker did not answer within 60 s; see {self.log_path}")
 
     def start_beat(self, strategy: str) -> None:
