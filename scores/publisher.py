@@ -299,27 +299,39 @@ class IngestPublisher:
             settings.LEADERBOARD_QUEUE_PREFIX, partition_of(events[0].user_id, settings.LEADERBOARD_INGEST_PARTITIONS)
         )
         error: BaseException | None = None
-        try:
-            body, properties = ingest_message(events)
-            channel = await self._channel_for(queue)
-            confirmation = await channel.basic_publish(
-                body,
-                routing_key=queue,  # the default exchange: straight to the queue of that name
-                properties=properties,
-                mandatory=True,  # a queue that is not there returns the message: a 503, not a loss
-                timeout=settings.LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT,
-            )
-            if not _confirmed(confirmation):
-                raise BrokerUnavailable(f"the broker refused the message ({type(confirmation).__name__})")
-            self.publishes += 1
-            publish_tally.add(events=len(events), messages=1)
-        except (BrokerUnavailable, aiormq.exceptions.DeliveryError, aiormq.exceptions.PublishError) as exc:
-            # A nack (a full queue) or a return: the connection is fine, the message is not stored.
-            error = exc
-        except Exception as exc:  # noqa: BLE001 - the connection is gone, or a bug: the requests must hear of it
-            logger.warning("publish failed: %r", exc)
-            error = exc
-            await self._reset()
+        body, properties = ingest_message(events)
+        # As Celery's publish retry policy did: a lost connection, or a queue deleted and
+        # declared again behind this connection's back (the message returned), is retried
+        # at once on a new channel. A message published twice is applied once (its events
+        # keep their ids); a nack (a full queue) is final.
+        for attempt in range(1 + settings.CELERY_TASK_PUBLISH_RETRY_POLICY["max_retries"]):
+            if attempt:
+                await asyncio.sleep(0.1 * attempt)
+            try:
+                channel = await self._channel_for(queue)
+                confirmation = await channel.basic_publish(
+                    body,
+                    routing_key=queue,  # the default exchange: straight to the queue of that name
+                    properties=properties,
+                    mandatory=True,  # a queue that is not there returns the message: a 503, not a loss
+                    timeout=settings.LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT,
+                )
+                if not _confirmed(confirmation):
+                    raise BrokerUnavailable(f"the broker refused the message ({type(confirmation).__name__})")
+                self.publishes += 1
+                publish_tally.add(events=len(events), messages=1)
+                error = None
+                break
+            except (BrokerUnavailable, aiormq.exceptions.DeliveryError) as exc:
+                error = exc  # a nack: the connection is fine, the message is not stored
+                break
+            except aiormq.exceptions.PublishError as exc:
+                error = exc  # returned: declare the queue again before the next try
+                self._declared.discard(queue)
+            except Exception as exc:  # noqa: BLE001 - the connection is gone, or a bug: the requests must hear of it
+                logger.warning("publish failed: %r", exc)
+                error = exc
+                await self._reset()
         for request in group:
             if request.done is not None:
                 request.error = error
