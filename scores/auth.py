@@ -103,8 +103,9 @@ class HasAdminKey(permissions.BasePermission):
         return request.auth.is_admin
 
 
-# The front door (scores.front_door) sets this in the WSGI environ when it already counted
-# the request against its key's budget and handed the request on to Django: not twice.
+# The front door (scores.front_door) sets this in the ASGI scope, and
+# leaderboard_project.asgi copies it into the WSGI environ, when the door already counted
+# the request against its key's budget and handed it on to Django: not counted twice.
 THROTTLE_TAKEN = "leaderboard.throttle_taken"
 
 

@@ -193,8 +193,9 @@ class IngestPublisher:
         if not self._awake:
             self._wake_up()
         # No timer per request: the request is taken as soon as the message before it is
-        # settled, and every message is settled within the confirm timeout (the publish's
-        # own), so the wait is bounded by about twice that, without a timer for each.
+        # settled, and every message is settled within its tries' confirm timeouts (the
+        # publish's own), so the wait is bounded by those of two messages, without a
+        # timer for each request.
         await future
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> bool:
