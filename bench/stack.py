@@ -225,9 +225,18 @@ class Stack:
         return {nodes[node] for reply in replies for node in reply if node in nodes}
 
     def _web_answers(self) -> bool:
+        """Both web processes answer through HAProxy: Django (GET) and the score front door
+        (a POST without a key, refused by the door itself). HAProxy routes to a server that
+        is not listening yet until its checks fail, so a 502/503 there means not ready."""
         try:
             with urllib.request.urlopen(f"{self.base_url}/bench/noop", timeout=1) as response:
-                return response.status == 200
+                if response.status != 200:
+                    return False
+            request = urllib.request.Request(f"{self.base_url}/api/v1/leaderboards/ready/scores", data=b"{}")
+            with urllib.request.urlopen(request, timeout=1) as response:
+                return True
+        except urllib.error.HTTPError as answer:
+            return answer.code < 500
         except (urllib.error.URLError, OSError):
             return False
 
