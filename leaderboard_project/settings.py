@@ -286,9 +286,11 @@ CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 # Each worker process holds one unacknowledged message: a crash redelivers little, and
 # a backlog stays on the queue where an ingest transaction can take several at once.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("LEADERBOARD_PREFETCH_MULTIPLIER", 1)
-# No task may run forever: a stuck batch is killed and its message redelivered.
-CELERY_TASK_SOFT_TIME_LIMIT = 60
-CELERY_TASK_TIME_LIMIT = 90
+# No task may run forever. An ingest batch past the soft limit (a store that hangs or
+# holds a lock) is retried like an outage (tasks/ingest.py); past the hard limit its
+# process is killed and the message redelivered.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("LEADERBOARD_TASK_SOFT_TIME_LIMIT", 60)
+CELERY_TASK_TIME_LIMIT = env_int("LEADERBOARD_TASK_TIME_LIMIT", 90)
 # Rank index upkeep (rankings/index_upkeep.py). A rebuild loads this many rows per task:
 # at the measured ~36k rows/s, a couple of seconds, far inside the soft limit above.
 LEADERBOARD_INDEX_BUILD_CHUNK_ROWS = env_int("LEADERBOARD_INDEX_BUILD_CHUNK_ROWS", 50_000)

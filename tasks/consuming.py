@@ -5,21 +5,23 @@ of its own costs a commit and a hand-off per message; instead the ingest task ta
 to N more ingest messages waiting on its queue (``basic_get``, unacknowledged), applies
 all of them in its one transaction, and acknowledges them only after the commit. If the
 process dies at any point, the broker redelivers the unacknowledged messages, and their
-event ids make a second application a no-op; if the transaction fails, they are put
-back on the queue at once. With an empty queue nothing is taken and nothing waits.
+event ids make a second application a no-op. With an empty queue nothing is taken.
 
-Redelivered messages are kept apart, so that a message that kills its worker every time
-(the ingest queues' delivery limit dead-letters it) drags no innocent message along to
-that limit: a task whose own message is a redelivery takes nothing more, and a redelivered
-message ends the taking. An innocent message batched with such a poison is therefore
-returned at most once before it runs alone or last.
+A failed transaction spends none of the taken messages' deliveries. The ingest queues
+dead-letter a message after a number of returns (their delivery limit, meant for a
+message that kills its worker every time), so the taken messages are never rejected
+back: each is acknowledged, dead-lettered (it is itself the poison), or given back as a
+fresh copy that starts with no delivery counted (``give_back``). Only a worker's death
+returns them, and a redelivered message is kept apart (a task whose own message is a
+redelivery takes nothing more, and a redelivered message ends the taking), so an
+innocent message batched with a poison that kills is returned at most once before it
+runs alone or last.
 """
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amqp import Message
@@ -27,7 +29,7 @@ from kombu import Connection
 from kombu.utils.json import loads
 
 from leaderboard_project.celery import app as celery_app
-from tasks.messages import IngestBatch, ingest_batch_from_payload
+from tasks.messages import IngestBatch, ScoreEvent, ingest_batch_from_payload
 from tasks.queues import APPLY_EVENTS_TASK
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class _QueueReader:
         return self._connection.default_channel
 
     def reset(self) -> None:
+        """Drop the connection: whatever it holds unacknowledged returns to its queue."""
         if self._connection is not None and self._pid == os.getpid():
             try:
                 self._connection.release()
@@ -59,34 +62,79 @@ class _QueueReader:
 _reader = _QueueReader()
 
 
+@dataclass(frozen=True)
+class TakenMessage:
+    batch: IngestBatch
+    delivery_tag: int
+    message: Message
+
+
 @dataclass
 class TakenMessages:
-    batches: list[IngestBatch] = field(default_factory=list)
+    """Messages taken off ``queue``, unacknowledged until settled one way or another."""
+
+    queue: str | None = None
+    messages: list[TakenMessage] = field(default_factory=list)
     _channel: Any = None
-    _tags: list[int] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        return len(self._tags)
+        return len(self.messages)
 
-    def requeue(self) -> None:
-        """Give the messages back now (the transaction failed); a failure here leaves them
-        to the broker, which requeues them when the connection closes."""
-        try:
-            for tag in self._tags:
-                self._channel.basic_reject(tag, True)
-        except Exception:  # noqa: BLE001 - see the docstring
-            _reader.reset()
-        self.batches, self._tags = [], []
+    @property
+    def events(self) -> list[ScoreEvent]:
+        return [event for taken in self.messages for event in taken.batch.events]
 
     def ack(self) -> None:
-        if not self._tags:
-            return
+        """All of them were applied."""
+        if self.messages:
+            self._settle(lambda: self._channel.basic_ack(self.messages[-1].delivery_tag, multiple=True))
+        self.messages = []
+
+    def ack_one(self, taken: TakenMessage) -> None:
+        self._settle(lambda: self._channel.basic_ack(taken.delivery_tag))
+
+    def dead_letter_one(self, taken: TakenMessage) -> None:
+        """This one failed alone, for good: it is the poison."""
+        self._settle(lambda: self._channel.basic_reject(taken.delivery_tag, False))
+
+    def give_back(self, taken: list[TakenMessage], delay_s: float) -> None:
+        """Put fresh copies on the queue, to run in ``delay_s`` as Celery's retries do
+        (``eta`` and ``retries`` in the headers), then acknowledge the originals. A crash
+        between the two leaves both queued; their event ids make the second a no-op."""
+
+        def republish() -> None:
+            for one in taken:
+                copy = _retry_copy(one.message, delay_s)
+                self._channel.basic_publish_confirm(copy, exchange="", routing_key=self.queue)
+            for one in taken:
+                self._channel.basic_ack(one.delivery_tag)
+
+        if taken:
+            self._settle(republish)
+
+    def give_back_all(self, delay_s: float) -> None:
+        self.give_back(self.messages, delay_s)
+        self.messages = []
+
+    def _settle(self, action: Any) -> None:
         try:
-            self._channel.basic_ack(self._tags[-1], multiple=True)
-        except Exception:  # noqa: BLE001 - unacknowledged: redelivered, and de-duplicated then
-            logger.warning("could not acknowledge %d taken ingest messages; they will be redelivered", self.count)
+            action()
+        except Exception:  # the broker went away, or refused the copies
+            # Nothing is lost: dropping the connection returns every unacknowledged
+            # message to its queue (this once, each counts a delivery).
+            logger.warning("settling taken ingest messages failed; the broker returns them", exc_info=True)
             _reader.reset()
+
+
+def _retry_copy(message: Message, delay_s: float) -> Message:
+    properties = dict(message.properties)
+    headers = dict(properties.get("application_headers") or {})
+    headers.pop("x-delivery-count", None)  # the broker's, for the original
+    headers["retries"] = int(headers.get("retries") or 0) + 1
+    headers["eta"] = (datetime.now(UTC) + timedelta(seconds=delay_s)).isoformat()
+    properties["application_headers"] = headers
+    return Message(message.body, **properties)
 
 
 def _decode(message: Message) -> IngestBatch | None:
@@ -96,23 +144,12 @@ def _decode(message: Message) -> IngestBatch | None:
     return ingest_batch_from_payload(args[0])
 
 
-@contextmanager
-def messages_taken(queue: str | None, max_messages: int, max_events: int) -> Iterator[TakenMessages]:
-    """Take up to ``max_messages`` waiting ingest messages (stopping near ``max_events``)
-    for the body of the ``with``; acknowledge them when it succeeds, requeue them when it
-    raises."""
-    taken = TakenMessages()
-    if queue and max_messages > 0:
-        _take(taken, queue, max_messages, max_events)
-    try:
-        yield taken
-    except BaseException:
-        taken.requeue()
-        raise
-    taken.ack()
-
-
-def _take(taken: TakenMessages, queue: str, max_messages: int, max_events: int) -> None:
+def messages_take(queue: str | None, max_messages: int, max_events: int) -> TakenMessages:
+    """Take up to ``max_messages`` waiting ingest messages (stopping near ``max_events``).
+    The caller settles every one of them: ``ack``, ``dead_letter_one`` or ``give_back``."""
+    taken = TakenMessages(queue=queue)
+    if not queue or max_messages <= 0:
+        return taken
     events = 0
     try:
         channel = _reader.channel()
@@ -131,8 +168,7 @@ def _take(taken: TakenMessages, queue: str, max_messages: int, max_events: int) 
             if batch is None:
                 channel.basic_reject(tag, True)
                 break
-            taken.batches.append(batch)
-            taken._tags.append(tag)
+            taken.messages.append(TakenMessage(batch, tag, message))
             events += len(batch.events)
             if message.delivery_info.get("redelivered"):
                 break
@@ -140,4 +176,10 @@ def _take(taken: TakenMessages, queue: str, max_messages: int, max_events: int) 
         logger.warning("taking queued ingest messages failed (%s); applying fewer", exc)
         _reader.reset()
         # What was taken on the broken channel returns to the queue by itself.
-        taken.batches, taken._tags = [], []
+        taken.messages = []
+    return taken
+
+
+def messages_abandon() -> None:
+    """Something unforeseen left taken messages unsettled: return them to the queue."""
+    _reader.reset()

@@ -5,7 +5,10 @@ import time
 from collections import Counter
 
 from celery import Task, shared_task
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
+from django.db import connection
 from redis.client import Pipeline
 
 from rankings.activity import boards_activity_queue
@@ -13,9 +16,9 @@ from rankings.services import ranking_handoff
 from scores.admission import backlog_applied_queue
 from scores.services import score_events_apply
 from scores.tombstones import ErasureInProgress
-from tasks.consuming import messages_taken
+from tasks.consuming import TakenMessages, messages_abandon, messages_take
 from tasks.errors import TRANSIENT_ERRORS
-from tasks.messages import ScoreEvent, ingest_batch_from_payload
+from tasks.messages import IngestBatch, ScoreEvent, ingest_batch_from_payload
 from tasks.queues import APPLY_EVENTS_TASK
 
 logger = logging.getLogger(__name__)
@@ -55,11 +58,43 @@ class _StoresOutage:
 _outage = _StoresOutage(quiet_seconds=10.0)
 
 
+# Failures that pass, so the batch waits them out: a store away, a store too slow for the
+# soft time limit (a held lock, a failover's hanging connection), an erasure still running.
+PASSING_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, SoftTimeLimitExceeded, ErasureInProgress)
+
+
+class IngestTask(Task):
+    """Celery's task, except for a retry that cannot be published: Celery dead-letters
+    its message (``Reject(requeue=False)``); an accepted batch goes back to its queue."""
+
+    def retry(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as rejected:
+            if rejected.requeue:
+                raise
+            logger.warning("could not publish an ingest retry (%s); the message returns to its queue", rejected.reason)
+            raise Reject(rejected.reason, requeue=True) from rejected
+
+
+def _passing(exc: Exception) -> None:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        # The connection may be mid-statement: drop it (the server rolls it back).
+        connection.close()
+    if not isinstance(exc, ErasureInProgress):
+        _outage.seen()
+
+
+def _backoff(retries: int) -> float:
+    # The task's own retry policy (below), for the messages it gives back.
+    return get_exponential_backoff_interval(factor=1, retries=retries, maximum=10, full_jitter=True)
+
+
 @shared_task(
     name=APPLY_EVENTS_TASK,
     bind=True,
-    # An erasure still running for a user of the batch passes like an outage (seconds).
-    autoretry_for=(*TRANSIENT_ERRORS, ErasureInProgress),
+    base=IngestTask,
+    autoretry_for=PASSING_ERRORS,
     retry_backoff=1,
     retry_backoff_max=10,
     retry_jitter=True,
@@ -75,26 +110,47 @@ def apply_events(self: Task, batch: list) -> int:
     # And nothing more is taken soon after an outage (see _StoresOutage).
     alone = delivery.get("redelivered") or _outage.recent()
     queue = None if alone else delivery.get("routing_key")
-    extra_messages = 0
+    taken = messages_take(queue, settings.LEADERBOARD_INGEST_TAKE_MESSAGES, settings.LEADERBOARD_INGEST_TAKE_EVENTS)
     try:
-        with messages_taken(
-            queue, settings.LEADERBOARD_INGEST_TAKE_MESSAGES, settings.LEADERBOARD_INGEST_TAKE_EVENTS
-        ) as taken:
-            extra_messages = taken.count
-            events = [*own.events, *(event for extra in taken.batches for event in extra.events)]
-            changed = _apply(events)
-            # One line per transaction, read by the benchmark.
-            logger.info("ingest transaction: messages=%d events=%d", 1 + extra_messages, len(events))
-            return changed
-    except TRANSIENT_ERRORS:
-        _outage.seen()
-        raise
-    except ErasureInProgress:
-        raise
+        return _apply_with(own, taken, self.request.retries)
+    finally:
+        if taken.messages:  # an exit nobody foresaw: they return to the queue
+            messages_abandon()
+
+
+def _apply_with(own: IngestBatch, taken: TakenMessages, retries: int) -> int:
+    messages, events = 1 + taken.count, [*own.events, *taken.events]
+    try:
+        changed = _apply(events)
+    except PASSING_ERRORS as exc:
+        _passing(exc)
+        taken.give_back_all(_backoff(retries))
+        raise  # this message retries
     except Exception:
-        if not extra_messages:
-            raise
-        # The taken messages are back on the queue; if one of them was the poison, this
-        # message must not be dead-lettered for it: apply it alone.
-        logger.exception("ingest transaction of %d messages failed; applying this one alone", 1 + extra_messages)
+        if not taken.count:
+            raise  # alone, and for good: dead-lettered
+        # One of them may be the poison: each runs alone, so only the poison is dead-lettered.
+        logger.exception("ingest transaction of %d messages failed; applying each alone", messages)
+        _settle_alone(taken)
         return _apply(list(own.events))
+    taken.ack()
+    # One line per transaction, read by the benchmark.
+    logger.info("ingest transaction: messages=%d events=%d", messages, len(events))
+    return changed
+
+
+def _settle_alone(taken: TakenMessages) -> None:
+    pending, taken.messages = list(taken.messages), []
+    while pending:
+        one = pending.pop(0)
+        try:
+            _apply(list(one.batch.events))
+        except PASSING_ERRORS as exc:
+            _passing(exc)
+            taken.give_back([one, *pending], _backoff(0))
+            return
+        except Exception:
+            logger.exception("dead-lettering an ingest message that fails alone")
+            taken.dead_letter_one(one)
+        else:
+            taken.ack_one(one)

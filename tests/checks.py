@@ -14,7 +14,7 @@ from rankings import cache
 from rankings.models import Leaderboard, TopN
 from rankings.selectors import db_top_rows, leaderboard_top, leaderboard_user_rank
 from scores.models import Score
-from tasks.queues import all_queue_names
+from tasks.queues import QueueRole, all_queue_names, role_queue_name
 
 
 def eventually(check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.25) -> Any:
@@ -40,6 +40,16 @@ def queued_messages() -> int:
             if queue.name in names:
                 total += queue.bind(channel).queue_declare().message_count
     return total
+
+
+def dead_letters() -> int:
+    """Messages on the dead-letter queue."""
+    dead = role_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, QueueRole.DEAD)
+    queue = next(q for q in settings.CELERY_TASK_QUEUES if q.name == dead)
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        # Declared as the workers declare it: a worker that answers pings may not have
+        # declared it yet (its worker_ready handler does), and a passive check would fail.
+        return queue.bind(conn.channel()).queue_declare().message_count
 
 
 def db_scores(board: Leaderboard) -> dict[str, int]:

@@ -34,21 +34,22 @@ class Workers:
         self.strategy: str | None = None
         self.log_path = ROOT / ".run" / "test-worker.log"
 
-    def env(self, strategy: str) -> dict[str, str]:
+    def env(self, strategy: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "LEADERBOARD_DB_NAME": connection.settings_dict["NAME"],
             "LEADERBOARD_RANKING_STRATEGY": strategy,
+            **(extra or {}),
         }
 
-    def _spawn(self, name: str, args: list[str], strategy: str) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], strategy: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_path.parent.mkdir(exist_ok=True)
         with open(self.log_path, "a") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "leaderboard_project", *args],
                 cwd=ROOT,
-                env=self.env(strategy),
+                env=self.env(strategy, env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: killed as a whole
@@ -57,7 +58,14 @@ class Workers:
         self.strategy = strategy
         return proc
 
-    def start(self, strategy: str, name: str = "all", queues: list[str] | None = None, concurrency: int = 2) -> None:
+    def start(
+        self,
+        strategy: str,
+        name: str = "all",
+        queues: list[str] | None = None,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> None:
         prefix = django_settings.LEADERBOARD_QUEUE_PREFIX
         queues = queues or all_queue_names(prefix, django_settings.LEADERBOARD_INGEST_PARTITIONS)
         node = f"{prefix}-{name}-{os.getpid()}@{socket.gethostname()}"
@@ -74,7 +82,7 @@ class Workers:
             "--loglevel",
             "INFO",
         ]
-        proc = self._spawn(name, args, strategy)
+        proc = self._spawn(name, args, strategy, env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -9,20 +9,11 @@ from leaderboard_project.celery import app as celery_app
 from scores.partitioning import partition_of
 from scores.services import BrokerUnavailable, now_micros, score_events_submit
 from tasks.messages import WIRE_VERSION, ScoreEvent, ingest_batch_payload
-from tasks.queues import APPLY_EVENTS_TASK, QueueRole, ingest_queue_name, role_queue_name
-from tests.checks import db_scores, eventually
+from tasks.queues import APPLY_EVENTS_TASK, ingest_queue_name
+from tests.checks import db_scores, dead_letters, eventually
 from tests.poison import KILL_WORKER_TASK
 
 pytestmark = pytest.mark.pipeline
-
-
-def dead_letters() -> int:
-    dead = role_queue_name(settings.LEADERBOARD_QUEUE_PREFIX, QueueRole.DEAD)
-    queue = next(q for q in settings.CELERY_TASK_QUEUES if q.name == dead)
-    with Connection(settings.CELERY_BROKER_URL) as conn:
-        # Declared as the workers declare it: a worker that answers pings may not have
-        # declared it yet (its worker_ready handler does), and a passive check would fail.
-        return queue.bind(conn.channel()).queue_declare().message_count
 
 
 def test_it_dead_letters_a_poison_message_and_goes_on(worker, make_board):

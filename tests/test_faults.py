@@ -15,20 +15,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import OperationalError, connection
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from kombu import Connection
 
+from leaderboard_project.celery import app as celery_app
 from rankings import cache
 from rankings.models import Leaderboard
 from rankings.selectors import leaderboard_top, leaderboard_user_rank
-from scores.models import ProcessedEvent
-from scores.services import BrokerUnavailable, score_events_submit
+from scores.models import ErasedUser, ProcessedEvent
+from scores.services import BrokerUnavailable, now_micros, score_events_submit
 from tasks.beat import schedules_install
-from tasks.queues import QueueRole, all_queue_names, role_queue_name
-from tests.checks import assert_top_consistent, broker_connections_renew, db_scores, eventually, queued_messages
+from tasks.messages import ScoreEvent, ingest_batch_payload
+from tasks.queues import APPLY_EVENTS_TASK, QueueRole, all_queue_names, ingest_queue_name, role_queue_name
+from tests.checks import (
+    assert_top_consistent,
+    broker_connections_renew,
+    db_scores,
+    dead_letters,
+    eventually,
+    queued_messages,
+)
 from tests.conftest import Workers
 
 pytestmark = [pytest.mark.faults, pytest.mark.pipeline]
@@ -374,3 +385,120 @@ def test_it_counts_200_concurrent_writers_to_one_user_exactly(stack, make_board)
         log.seek(log_start)
         assert "deadlock detected" not in log.read()
     assert db_scores(board) == {"hot": 1000}
+
+
+# Seconds, not the deployed minute: the slow store below outlasts it twice over.
+SHORT_SOFT_LIMIT = 3
+
+
+@pytest.fixture
+def short_limits(celery_workers: Workers, transactional_db: None, settings) -> Workers:
+    """One worker for every queue, its tasks limited to seconds."""
+    settings.LEADERBOARD_RANKING_STRATEGY = STRATEGY
+    celery_workers.stop()
+    limits = {
+        "LEADERBOARD_TASK_SOFT_TIME_LIMIT": str(SHORT_SOFT_LIMIT),
+        "LEADERBOARD_TASK_TIME_LIMIT": str(3 * SHORT_SOFT_LIMIT),
+    }
+    celery_workers.start(STRATEGY, env=limits)
+    yield celery_workers
+    celery_workers.stop()
+
+
+def lock_in_background(table: str, seconds: float) -> threading.Thread:
+    """Hold ``table`` in ACCESS EXCLUSIVE mode for ``seconds`` on a connection of its own
+    (a migration, a shard move, a failover's hanging connections)."""
+    params = connection.get_connection_params()
+    dsn = psycopg.conninfo.make_conninfo(
+        dbname=params["dbname"], user=params.get("user"), host=params.get("host"), port=params.get("port")
+    )
+    locked = threading.Event()
+
+    def run() -> None:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert locked.wait(10), "the lock was not taken"
+    return thread
+
+
+def test_it_loses_nothing_while_a_lock_outlasts_the_task_limits(short_limits, make_board):
+    # Every ingest batch waits on the event-id table for twice the soft limit, while a
+    # client posts a 40-event batch every 0.2 s: a slow store is an outage, not poison.
+    board = make_board(top_n=50)
+    ledger = Ledger()
+    before = dead_letters()
+    lock = lock_in_background(ProcessedEvent._meta.db_table, 2 * SHORT_SOFT_LIMIT + 2)
+    loader = submit_in_background(board, make_events(40 * 40, users=200, tag="s"), ledger, batch=40, pause=0.2)
+    loader.join()
+    lock.join()
+    figures = settle(board, ledger, timeout=120)
+    print(f"[faults] event ids locked {2 * SHORT_SOFT_LIMIT + 2}s (soft limit {SHORT_SOFT_LIMIT}s): {figures}")
+    assert dead_letters() == before
+
+
+def test_it_dead_letters_no_innocent_message_while_an_erasure_holds_a_busy_user(
+    celery_workers, transactional_db, make_board, settings
+):
+    # An erasure still running for a user who is in every message of a backlog: each
+    # ingest transaction that takes messages along fails (ErasureInProgress) again and
+    # again until it finishes. The messages it took must go back without spending their
+    # deliveries, or the queue's delivery limit dead-letters accepted events.
+    settings.LEADERBOARD_RANKING_STRATEGY = STRATEGY
+    celery_workers.stop()
+    board = make_board(top_n=50)
+    ErasedUser.objects.create(user_id="busy", erased_us=0, requested_at=timezone.now())
+    before = dead_letters()
+    ledger = Ledger()
+    for n in range(120):
+        events = [{"user_id": "busy", "points": 1}, {"user_id": f"u{n}", "points": 1}]
+        score_events_submit(leaderboard=board, events=events)
+        ledger.add(events)
+    celery_workers.start(STRATEGY)
+    try:
+        time.sleep(4 * settings.LEADERBOARD_INGEST_DELIVERY_LIMIT)
+        assert dead_letters() == before
+        ErasedUser.objects.filter(user_id="busy").update(finished_at=timezone.now())
+        figures = settle(board, ledger, timeout=120)
+        print(f"[faults] an erasure held a busy user for {4 * settings.LEADERBOARD_INGEST_DELIVERY_LIMIT}s: {figures}")
+        assert dead_letters() == before
+    finally:
+        celery_workers.stop()
+
+
+def test_it_dead_letters_only_the_poison_from_a_burst_of_failed_transactions(
+    celery_workers, transactional_db, make_board, settings
+):
+    # A backlog with a poison message every fifth: each transaction that takes one along
+    # fails. Each message of it then runs alone, and only the poison is dead-lettered.
+    settings.LEADERBOARD_RANKING_STRATEGY = STRATEGY
+    celery_workers.stop()
+    board = make_board(top_n=50)
+    queue = ingest_queue_name(PREFIX, 0)
+    before = dead_letters()
+    ledger = Ledger()
+    poisons = 0
+    for n in range(60):
+        if n % 5 == 4:
+            # Longer than the user id column: the database refuses it, every time.
+            events = [ScoreEvent(board.id, "p" * 200, 1, f"poison-{n}", now_micros())]
+            poisons += 1
+        else:
+            events = [ScoreEvent(board.id, f"u{n}", 1, f"e{n}", now_micros())]
+            ledger.add([{"user_id": f"u{n}"}])
+        celery_app.send_task(APPLY_EVENTS_TASK, args=[ingest_batch_payload(events)], queue=queue)
+    celery_workers.start(STRATEGY)
+    try:
+        figures = settle(board, ledger, timeout=120)
+        eventually(lambda: _equal(dead_letters(), before + poisons))
+        print(f"[faults] {poisons} poison messages in a backlog of 60: {figures}")
+    finally:
+        celery_workers.stop()
+
+
+def _equal(actual: object, expected: object) -> None:
+    assert actual == expected
