@@ -15,6 +15,7 @@ class SlugCursorPagination(CursorPagination):
     """
 
     ordering = "slug"
+    invalid_cursor_message = "Invalid cursor: pass back a next or previous link."
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
@@ -29,11 +30,14 @@ class SlugCursorPagination(CursorPagination):
 
     def decode_cursor(self, request: Request) -> Cursor | None:
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except NotFound as exc:
-            raise ValidationError(
-                {self.cursor_query_param: ["Invalid cursor: pass back a next or previous link."]}
-            ) from exc
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]}) from exc
+        # A position with a NUL byte was never ours (no slug holds one, and PostgreSQL
+        # cannot compare text with it).
+        if cursor is not None and "\x00" in (cursor.position or ""):
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
+        return cursor
 
     def get_schema_operation_parameters(self, view: object) -> list[dict]:
         parameters = super().get_schema_operation_parameters(view)

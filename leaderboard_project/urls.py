@@ -5,8 +5,8 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import URLPattern, include, path
 from django.views.decorators.common import no_append_slash
-from drf_spectacular.views import SpectacularAPIView
 
+from leaderboard_project.schema_view import SchemaView
 from operations.admin_views import pipeline_view
 from operations.views import healthz, metrics, readyz
 from pages.api import LeaderboardActivityView
@@ -53,7 +53,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/pipeline/", admin.site.admin_view(pipeline_view), name="admin-pipeline"),
     path("admin/", admin.site.urls),
-    api_path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    api_path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/v1/", include(api_v1)),
     path("boards/", board_list, name="board-list"),
     path("boards/<str:slug>/", board_detail, name="board-detail"),

@@ -1,12 +1,20 @@
 """Readiness: database, Redis and broker answer, and every ingest partition has a consumer."""
 
+import logging
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
+from leaderboard_project.memo import MISSING, TtlMemo
 from operations.broker import BROKER_ERRORS, broker_connection, ingest_queue_names, queue_stats
 from rankings.cache import redis_client
+
+logger = logging.getLogger(__name__)
+
+# One check a second per process, whatever the probe rate: each opens broker connections,
+# and /readyz answers anyone.
+_recent = TtlMemo(ttl_seconds=1.0, max_entries=1)
 
 
 @dataclass
@@ -29,7 +37,7 @@ def _database() -> str:
         return "ok"
     except DatabaseError as exc:
         connection.close()  # a broken connection must not be reused by the next request
-        return f"error: {exc}".strip()
+        return _failed("database", exc)
 
 
 def _redis() -> str:
@@ -37,7 +45,7 @@ def _redis() -> str:
         redis_client().ping()
         return "ok"
     except RedisError as exc:
-        return f"error: {exc}"
+        return _failed("redis", exc)
 
 
 def _broker() -> str:
@@ -45,10 +53,29 @@ def _broker() -> str:
         with broker_connection():
             return "ok"
     except BROKER_ERRORS as exc:
-        return f"error: {exc or type(exc).__name__}"
+        return _failed("broker", exc)
+
+
+def _failed(check: str, exc: BaseException) -> str:
+    # The text (hosts, ports, users) goes to the log; the probe's answer names the kind.
+    logger.warning("readiness: %s check failed: %s", check, exc)
+    return f"error: {type(exc).__name__}"
 
 
 def readiness_check() -> Readiness:
+    """The stores' and the consumers' state, checked at most once a second per process."""
+    readiness = _recent.get("readiness")
+    if readiness is MISSING:
+        readiness = _readiness_now()
+        _recent.put("readiness", readiness)
+    return readiness
+
+
+def readiness_forget() -> None:
+    _recent.clear()
+
+
+def _readiness_now() -> Readiness:
     readiness = Readiness()
     readiness.checks["database"] = _database()
     readiness.checks["redis"] = _redis()

@@ -11,6 +11,10 @@ from django.views.decorators.http import require_GET
 from rankings.api import board_or_404
 from rankings.models import Leaderboard
 
+# Boards a page of the list shows; the next page starts after the last slug (keyset: one
+# index range scan at any depth, no count of every board).
+BOARDS_PER_PAGE = 100
+
 # How often an open page asks for the top-N; docs/operations.md has what that costs.
 TOP_POLL_MS = 1000
 ACTIVITY_POLL_MS = 2000
@@ -18,7 +22,13 @@ ACTIVITY_POLL_MS = 2000
 
 @require_GET
 def board_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "pages/board_list.html", {"boards": Leaderboard.objects.order_by("slug")})
+    after = request.GET.get("after", "")
+    boards = Leaderboard.objects.filter(deleting=False).order_by("slug")  # a board being deleted is gone
+    page = list((boards.filter(slug__gt=after) if after else boards)[: BOARDS_PER_PAGE + 1])
+    more = len(page) > BOARDS_PER_PAGE
+    page = page[:BOARDS_PER_PAGE]
+    context = {"boards": page, "next_after": page[-1].slug if more else None}
+    return render(request, "pages/board_list.html", context)
 
 
 @require_GET

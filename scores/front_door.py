@@ -35,12 +35,13 @@ from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.http.request import split_domain_port, validate_host
+from django.utils.http import parse_header_parameters
 
 # DRF's views first: importing them resolves DEFAULT_PARSER_CLASSES, which names a class of
 # leaderboard_project.api, itself importing DRF's views (Django's URL loading does the same).
 from rest_framework import exceptions, views  # noqa: F401
 
-from leaderboard_project.api import ServiceUnavailable
+from leaderboard_project.api import ServiceUnavailable, is_utf8
 from leaderboard_project.memo import MISSING
 from leaderboard_project.metrics import events_accepted, http_response
 from rankings.models import Leaderboard
@@ -53,7 +54,8 @@ from scores.submission import submission_decode
 from scores.throttle import key_throttle
 from tasks.messages import ScoreEvent
 
-_SCORES_PATH = re.compile(r"/api/v1/leaderboards/([^/]+)/scores")
+# A slug with a NUL byte goes to Django, whose middleware refuses it.
+_SCORES_PATH = re.compile(r"/api/v1/leaderboards/([^/\x00]+)/scores")
 
 # What Django's middleware adds to every answer of the API (SecurityMiddleware,
 # XFrameOptionsMiddleware) and DRF's Vary; HSTS as SecurityMiddleware sends it.
@@ -140,8 +142,12 @@ class ScoreFrontDoor:
 
     def _plain_request(self, ingress: "_Ingress") -> bool:
         """What Django's middleware and DRF's negotiation would let through unchanged."""
-        if ingress.header("content-type").partition(";")[0].strip().lower() != "application/json":
+        content_type = ingress.header("content-type")
+        media_type, _, params = content_type.partition(";")
+        if media_type.strip().lower() != "application/json":
             return False
+        if params and not is_utf8(parse_header_parameters(content_type)[1].get("charset")):
+            return False  # DRF's parser refuses it, naming the charset
         accept = ingress.header("accept") or "*/*"
         if "*/*" not in accept and "application/json" not in accept and "application/*" not in accept:
             return False

@@ -14,9 +14,11 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django_redis import get_redis_connection
 from kombu import Connection
+from kombu.exceptions import OperationalError as BrokerError
 from rest_framework.test import APIClient
 
 from leaderboard_project.celery import app as celery_app
+from operations.health import readiness_forget
 from rankings.models import Leaderboard
 from rankings.selectors import cached_boards_forget
 from rankings.services import leaderboard_create
@@ -31,6 +33,7 @@ class Workers:
 
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
+        self.nodes: dict[str, str] = {}
         self.strategy: str | None = None
         self.log_path = ROOT / ".run" / "test-worker.log"
 
@@ -83,6 +86,7 @@ class Workers:
             "INFO",
         ]
         proc = self._spawn(name, args, strategy, env)
+        self.nodes[name] = node
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -92,6 +96,24 @@ class Workers:
                 if celery_app.control.ping(destination=[node], timeout=0.5, connection=conn):
                     return
         raise RuntimeError(f"celery worker did not answer within 60 s; see {self.log_path}")
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until the test queues are empty and no worker runs a task: the next test's
+        database flush (TRUNCATE) must not meet an ingest transaction still writing."""
+        from tests.checks import queued_messages
+
+        nodes = [self.nodes[name] for name, proc in self.procs.items() if name in self.nodes and proc.poll() is None]
+        deadline = time.monotonic() + timeout
+        while nodes and time.monotonic() < deadline:
+            try:
+                with celery_app.connection_for_write() as conn:
+                    replies = celery_app.control.inspect(destination=nodes, timeout=0.5, connection=conn).active() or {}
+                queued = queued_messages()
+            except (OSError, BrokerError):  # a test left the broker down: nothing to wait for
+                return
+            if len(replies) == len(nodes) and not any(replies.values()) and queued == 0:
+                return
+            time.sleep(0.1)
 
     def start_beat(self, strategy: str) -> None:
         schedule = ROOT / ".run" / f"beat-{os.getpid()}.db"
@@ -120,6 +142,7 @@ class Workers:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs = {}
+        self.nodes = {}
         self.strategy = None
 
 
@@ -149,17 +172,19 @@ def strategy(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def worker(strategy: str, celery_workers: Workers, transactional_db: None, settings: object) -> Workers:
+def worker(strategy: str, celery_workers: Workers, transactional_db: None, settings: object) -> Iterator[Workers]:
     """A running worker for this test's strategy (the pipeline needs committed data)."""
     settings.LEADERBOARD_RANKING_STRATEGY = strategy
     celery_workers.ensure(strategy)
-    return celery_workers
+    yield celery_workers
+    celery_workers.wait_idle()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_board_copies() -> None:
     # Each test's database starts empty, and slugs repeat from test to test.
     cached_boards_forget()
+    readiness_forget()  # and each test's services may differ from the last one's
 
 
 @pytest.fixture

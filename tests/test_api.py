@@ -805,3 +805,50 @@ def test_it_answers_503_while_the_broker_is_down_and_202_after(transactional_db,
         assert again.status_code == 202, again.text
         assert again.json() == {"accepted": 1}
         assert queued_messages() == before + 1
+
+
+def test_it_builds_the_schema_once_and_serves_it_again(api, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from leaderboard_project.schema_view import SchemaView
+
+    builds = []
+    real = SchemaGenerator.get_schema
+
+    def counted(self, *args, **kwargs):
+        builds.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counted)
+    monkeypatch.setattr(SchemaView, "_built", {})
+    first = api.get("/api/schema/", {"format": "json"})
+    second = api.get("/api/schema/", {"format": "json"})
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content and len(builds) == 1
+    assert api.get("/api/schema/").content.decode().startswith("openapi:")  # YAML from the same build
+    assert len(builds) == 1
+
+
+@pytest.mark.parametrize("charset", ["zlib", "bz2", "base64", "rot13", "latin-1", "utf-16", "no-such-codec"])
+def test_it_refuses_a_body_in_any_charset_but_utf8_naming_content_type(api, admin_key, make_board, charset):
+    board = make_board()
+    body = json.dumps({"user_id": "ann", "points": 5}).encode()
+    response = bearer(api, admin_key).post(
+        f"/api/v1/leaderboards/{board.slug}/scores", data=body, content_type=f"application/json; charset={charset}"
+    )
+    assert response.status_code == 400, response.content
+    assert "Content-Type" in response.json()["detail"] and charset in response.json()["detail"]
+    create = bearer(api, admin_key).post(
+        "/api/v1/leaderboards/", data=b'{"slug": "x", "name": "X"}', content_type=f"application/json; charset={charset}"
+    )
+    assert create.status_code == 400 and "Content-Type" in create.json()["detail"]
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF8"])
+def test_it_takes_a_utf8_body_with_its_charset_named(api, admin_key, make_board, charset):
+    board = make_board()
+    body = json.dumps({"user_id": "ann", "points": 5}).encode()
+    response = bearer(api, admin_key).post(
+        f"/api/v1/leaderboards/{board.slug}/scores", data=body, content_type=f"application/json; charset={charset}"
+    )
+    assert response.status_code == 202, response.content

@@ -110,3 +110,23 @@ def test_it_answers_a_json_500_under_the_api_and_the_html_page_elsewhere(api, cl
     detail = assert_json_detail(api.get("/api/v1/fails"), 500)
     assert "bug" not in detail, "the error's text stays in the log"
     assert_html(client.get("/boards-fail"), 500)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/v1/leaderboards/%00/top", "/api/v1/leaderboards/%00/"])
+def test_it_refuses_a_nul_byte_in_the_path_with_a_400(api, url):
+    assert "NUL byte" in assert_json_detail(api.get(url), 400)
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_cursor_that_decodes_to_a_nul_byte_with_a_400(api):
+    # base64 of "p=%00": a position no link of ours ever held.
+    body = api.get("/api/v1/leaderboards/?cursor=cD0lMDA%3D").json()
+    assert api.get("/api/v1/leaderboards/?cursor=cD0lMDA%3D").status_code == 400
+    assert body == {"cursor": ["Invalid cursor: pass back a next or previous link."]}
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_nul_byte_outside_the_api_with_a_plain_400(client):
+    response = client.get("/boards/%00/")
+    assert response.status_code == 400 and b"NUL byte" in response.content

@@ -9,6 +9,7 @@ tells exactly what each request left behind. The front door's own answers carry 
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -126,6 +127,10 @@ def _refusal_cases(admin_key: str, limited_key: str) -> list[tuple[str, dict, by
         ("empty batch", admin, b'{"events": []}'),
         ("batch too long", admin, json.dumps({"events": [{"user_id": "u", "points": 1}] * 1001}).encode()),
         ("form body", {"Content-Type": "application/x-www-form-urlencoded", **admin}, b"user_id=ann&points=1"),
+        # A codec that expands the body past its limit (zlib here) or any other than UTF-8.
+        ("zlib charset", {**admin, "Content-Type": "application/json; charset=zlib"}, zlib.compress(ok)),
+        ("latin-1 charset", {**admin, "Content-Type": "application/json; charset=latin-1"}, ok),
+        ("NUL in the slug", admin, ok),
         ("body too large", admin, b'{"events": [' + b'{"user_id": "u", "points": 1},' * 12_000 + b"]}"),
     ]
 
@@ -135,7 +140,7 @@ def test_it_words_every_refusal_as_django_does_and_queues_nothing(door, transact
     limited_key = ApiKey.generate(name="other", leaderboard=fresh_board())[1]
     queued_events()
     for name, headers, body in _refusal_cases(admin_key, limited_key):
-        url = scores_url("no-such-board" if name == "unknown board" else slug)
+        url = scores_url({"unknown board": "no-such-board", "NUL in the slug": "%00"}.get(name, slug))
         served = httpx.post(f"{door}{url}", content=body, headers=headers)
         django_headers = {"HTTP_AUTHORIZATION": headers["Authorization"]} if "Authorization" in headers else {}
         direct = api.post(url, data=body, content_type=headers["Content-Type"], **django_headers)

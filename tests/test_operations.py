@@ -73,6 +73,21 @@ def test_it_is_not_ready_without_an_ingest_consumer(client, db, no_workers):
     assert set(body["checks"][f"consumer:{name}"] for name in ingest_queue_names()) == {"no consumer"}
 
 
+def test_it_checks_readiness_at_most_once_a_second_per_process(client, db, no_workers, monkeypatch):
+    from operations import health
+
+    opened = []
+    real = health.broker_connection
+
+    def counted():
+        opened.append(1)
+        return real()
+
+    monkeypatch.setattr(health, "broker_connection", counted)
+    answers = {client.get("/readyz").status_code for _ in range(5)}
+    assert answers == {503} and len(opened) == 1
+
+
 @pytest.mark.pipeline
 @pytest.mark.parametrize("strategy", ["merge_tree"])
 def test_it_is_ready_with_a_worker_running(client, worker):

@@ -2,6 +2,7 @@
 
 import time
 
+from pages import views as pages_views
 from rankings.activity import activity_key, board_activity_record, board_activity_record_batch, board_activity_series
 from rankings.cache import redis_client
 from tasks.messages import ScoreEvent
@@ -14,6 +15,19 @@ def test_it_lists_the_boards(client, make_board):
     assert response.status_code == 200
     page = response.content.decode()
     assert 'href="/boards/chess/"' in page and "Chess blitz" in page and 'href="/boards/darts/"' in page
+
+
+def test_it_pages_the_board_list_and_leaves_out_boards_being_deleted(client, make_board, monkeypatch):
+    monkeypatch.setattr(pages_views, "BOARDS_PER_PAGE", 2)
+    for slug in ("a1", "a2", "a3"):
+        make_board(slug=slug)
+    make_board(slug="a0", deleting=True)
+    first = client.get("/boards/").content.decode()
+    assert 'href="/boards/a1/"' in first and 'href="/boards/a2/"' in first and "/boards/a3/" not in first
+    assert "/boards/a0/" not in first
+    assert 'href="?after=a2"' in first
+    second = client.get("/boards/?after=a2").content.decode()
+    assert 'href="/boards/a3/"' in second and "/boards/a2/" not in second and "?after=" not in second
 
 
 def test_it_serves_a_board_page_wired_to_the_api(client, make_board):
