@@ -829,13 +829,15 @@ def test_it_builds_the_schema_once_and_serves_it_again(api, monkeypatch):
     assert len(builds) == 1
 
 
+def _post_score_in(api, key: str, board, charset: str):
+    body = json.dumps({"user_id": "ann", "points": 5}).encode()
+    url = f"/api/v1/leaderboards/{board.slug}/scores"
+    return bearer(api, key).post(url, data=body, content_type=f"application/json; charset={charset}")
+
+
 @pytest.mark.parametrize("charset", ["zlib", "bz2", "base64", "rot13", "latin-1", "utf-16", "no-such-codec"])
 def test_it_refuses_a_body_in_any_charset_but_utf8_naming_content_type(api, admin_key, make_board, charset):
-    board = make_board()
-    body = json.dumps({"user_id": "ann", "points": 5}).encode()
-    response = bearer(api, admin_key).post(
-        f"/api/v1/leaderboards/{board.slug}/scores", data=body, content_type=f"application/json; charset={charset}"
-    )
+    response = _post_score_in(api, admin_key, make_board(), charset)
     assert response.status_code == 400, response.content
     assert "Content-Type" in response.json()["detail"] and charset in response.json()["detail"]
     create = bearer(api, admin_key).post(
@@ -846,9 +848,5 @@ def test_it_refuses_a_body_in_any_charset_but_utf8_naming_content_type(api, admi
 
 @pytest.mark.parametrize("charset", ["utf-8", "UTF8"])
 def test_it_takes_a_utf8_body_with_its_charset_named(api, admin_key, make_board, charset):
-    board = make_board()
-    body = json.dumps({"user_id": "ann", "points": 5}).encode()
-    response = bearer(api, admin_key).post(
-        f"/api/v1/leaderboards/{board.slug}/scores", data=body, content_type=f"application/json; charset={charset}"
-    )
+    response = _post_score_in(api, admin_key, make_board(), charset)
     assert response.status_code == 202, response.content
