@@ -11,13 +11,13 @@ The task then:
    transaction did not see the tombstone and could re-create a row after the delete.
    The wait is bounded; past it the task is sent again later with the same cutoff;
 2. in one transaction (one shard on Citus: the tables are colocated by user) deletes the
-   user's score rows (RETURNING board, period) and event ids, and records those (board,
-   period) in the tombstone (``pending``), so a retry after a Redis failure still knows
-   them;
+   user's score rows (RETURNING board, period), event ids and hidden-user rows (with the
+   board's current period), and records those (board, period) in the tombstone
+   (``pending``), so a retry after a Redis failure still knows them;
 3. takes the user out of each of those periods' rank index and recomputes its top-N
    (``cache.index_remove_user``, as hiding does; the script also puts the user in the
    board's hidden set, so a hand-off of an older transaction that reaches Redis after the
-   removal is skipped), and deletes the user's hidden-user rows;
+   removal is skipped);
 4. a grace period later (``LEADERBOARD_ERASE_GRACE_SECONDS``) takes the user out of those
    hidden sets again and marks the tombstone finished. Events accepted after the erasure
    then count again (the user came back); until then ingest holds them back.
@@ -101,12 +101,22 @@ def _older_transactions_wait(cutoff: datetime, budget_seconds: float) -> bool:
     return True
 
 
+def _hidden_delete(user_id: str) -> set[tuple[int, str]]:
+    """Delete the user's hidden-user rows; returns a (board, current period) for each, so
+    that step 4 empties the board's hidden set too, where the user may have no row."""
+    hidden = set(HiddenUser.objects.filter(user_id=user_id).values_list("leaderboard_id", flat=True))
+    HiddenUser.objects.filter(user_id=user_id).delete()
+    return {(board.id, board.current_period()) for board in leaderboards_by_id(hidden).values()}
+
+
 def _rows_delete(user_id: str) -> list[tuple[int, str]]:
-    """Delete the user's scores and event ids; returns every (board, period) left to clean."""
+    """Delete the user's scores, event ids and hidden-user rows; returns every (board,
+    period) left to clean."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM scores_score WHERE user_id = %s RETURNING leaderboard_id, period", [user_id])
         deleted = {(board_id, period) for board_id, period in cursor.fetchall()}
         cursor.execute("DELETE FROM scores_processedevent WHERE user_id = %s", [user_id])
+        deleted |= _hidden_delete(user_id)
         tombstone = ErasedUser.objects.select_for_update().get(user_id=user_id)
         pending = sorted(deleted | {(board_id, period) for board_id, period in tombstone.pending})
         tombstone.pending = [list(pair) for pair in pending]
@@ -146,7 +156,6 @@ def user_erase_step(*, user_id: str, cutoff: datetime | None, wait_seconds: floa
     if not _older_transactions_wait(cutoff, wait_seconds):
         return EraseStep("waiting", cutoff)
     pending = _rows_delete(user_id)
-    HiddenUser.objects.filter(user_id=user_id).delete()
     _rankings_clean(user_id, pending)
     return EraseStep("grace", cutoff, tombstone.erased_us)
 

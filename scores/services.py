@@ -28,14 +28,15 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
+from psycopg import errors as pg_errors
 from psycopg import sql
 
 from leaderboard_project import metrics
 from rankings.models import Aggregation, Leaderboard, Order
 from rankings.ordering import INT64_MAX, from_micros, to_micros
-from rankings.selectors import leaderboards_by_id
+from rankings.selectors import cached_boards_forget, leaderboards_by_id
 from scores.admission import admission_check
 from scores.citus import scores_distributed, user_shards
 from scores.publisher import BrokerUnavailable, ingest_publisher
@@ -600,7 +601,22 @@ def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = N
       share (FOR KEY SHARE at commit): a batch still committing for that board when it
       is marked may deadlock with the marking; the detector cancels one and the task
       retries (README, Citus).
+
+    A board deleted in the second this process trusts its boards memo for meets the
+    foreign key at commit: the transaction is tried once more with the boards read
+    afresh, which drops that board's events, so the others in the batch still apply.
     """
+    try:
+        return _score_events_apply(events, now)
+    except IntegrityError as exc:
+        if not isinstance(exc.__cause__, pg_errors.ForeignKeyViolation):
+            raise
+        logger.warning("a board of this batch was deleted under its memo (%s); reading the boards again", exc)
+        cached_boards_forget()
+        return _score_events_apply(events, now)
+
+
+def _score_events_apply(events: Sequence[ScoreEvent], now: datetime | None) -> list[ChangedRow]:
     boards = leaderboards_by_id({event.leaderboard_id for event in events})
     unique: dict[EventKey, ScoreEvent] = {}
     for event in events:

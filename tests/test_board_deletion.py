@@ -2,16 +2,20 @@
 at once, its rows removed in chunks by a real worker, and its Redis keys cleaned."""
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from leaderboard_project.celery import app as celery_app
 from rankings import cache, redis_keys
 from rankings.deletion import board_delete_step, board_deletion_start
 from rankings.models import Leaderboard, TopN
 from scores.models import ApiKey, ProcessedEvent, Score
-from tasks.messages import Row
-from tests.checks import eventually
+from scores.services import now_micros
+from tasks.messages import Row, ScoreEvent, ingest_batch_payload
+from tasks.queues import APPLY_EVENTS_TASK, ingest_queue_name
+from tests.checks import dead_letters, eventually
 
 USERS = 20_000
 
@@ -104,3 +108,44 @@ def test_it_frees_the_slug_of_a_board_being_deleted(api, admin_key, make_board):
     )
     assert response.status_code == 201, response.content
     assert api.get("/api/v1/leaderboards/reborn/").json()["name"] == "Again"
+
+
+@pytest.mark.pipeline
+def test_a_board_deleted_under_a_workers_memo_costs_no_event_of_another_board(
+    celery_workers, transactional_db, make_board, settings
+):
+    # Ingest trusts its boards memo for up to a second, so a batch may still name a board
+    # whose row is gone and meet the foreign key at commit. Here the worker trusts it for
+    # an hour, so every batch of the deleted board does.
+    settings.LEADERBOARD_RANKING_STRATEGY = "merge_tree"
+    celery_workers.stop()
+    celery_workers.start("merge_tree", env={"LEADERBOARD_BOARD_MEMO_CHECK_SECONDS": "3600"})
+    queue = ingest_queue_name(django_settings.LEADERBOARD_QUEUE_PREFIX, 0)
+    doomed, keeper = make_board(slug="doomed"), make_board(slug="keeper")
+
+    def send(board: Leaderboard, tag: str) -> None:
+        event = ScoreEvent(board.id, tag, 1, tag, now_micros())
+        celery_app.send_task(APPLY_EVENTS_TASK, args=[ingest_batch_payload([event])], queue=queue)
+
+    def counted(board: Leaderboard, rows: int) -> None:
+        assert Score.objects.filter(leaderboard_id=board.pk).count() == rows
+
+    try:
+        send(doomed, "warm-doomed")
+        send(keeper, "warm-keeper")
+        eventually(lambda: counted(doomed, 1))
+        eventually(lambda: counted(keeper, 1))
+        before = dead_letters()
+        # Marked, emptied and gone, while the worker still holds the board in its memo.
+        Leaderboard.objects.filter(pk=doomed.pk).update(deleting=True)
+        while not board_delete_step(leaderboard_id=doomed.pk, chunk=1000, budget_seconds=10):
+            pass
+        for n in range(40):
+            send(doomed if n % 2 else keeper, f"late-{n}")
+        eventually(lambda: counted(keeper, 21), timeout=60)
+        celery_workers.wait_idle()
+        assert dead_letters() == before
+        assert not Score.objects.filter(leaderboard_id=doomed.pk).exists()
+        assert not ProcessedEvent.objects.filter(leaderboard_id=doomed.pk).exists()
+    finally:
+        celery_workers.stop()

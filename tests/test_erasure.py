@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from rankings import cache
 from rankings.erasure import user_erase_step, user_erasure_start
 from rankings.hiding import user_hide
 from rankings.models import HiddenUser, Leaderboard
@@ -72,6 +73,24 @@ def test_it_erases_a_user_on_every_board(worker, make_board, api, admin_key):
     # An event accepted after the erasure counts again: the user came back, from zero.
     submit(first, ("b", 4, "e2"))
     settled(first, {"a": 30, "b": 4, "c": 10}, ["a", "b", "c"])
+
+
+@pytest.mark.pipeline
+def test_it_takes_an_erased_user_out_of_the_hidden_set_of_a_board_where_they_have_no_rows(
+    worker, make_board, api, admin_key
+):
+    scored, empty = make_board(), make_board()
+    submit(scored, ("a", 3, "e1"), ("b", 5, "e2"))
+    settled(scored, {"a": 3, "b": 5}, ["b", "a"])
+    user_hide(leaderboard=empty, user_id="b")  # hidden where they never scored
+    assert "b" in cache.hidden_members(cache.redis_client(), empty.id)
+
+    erase(api, admin_key, "b")
+    eventually(lambda: erased_and_finished("b"))
+    assert not HiddenUser.objects.filter(user_id="b").exists()
+    # The database hides nobody there now, and neither does Redis.
+    assert cache.hidden_members(cache.redis_client(), empty.id) == set()
+    assert cache.hidden_members(cache.redis_client(), scored.id) == set()
 
 
 @pytest.mark.pipeline
