@@ -127,3 +127,8 @@ def reconcile_sweep_cursor_key() -> str:
 def reconciled_key() -> str:
     """board:period -> when its reconcile last ran (unix seconds)."""
     return f"{settings.LEADERBOARD_REDIS_PREFIX}:boards-reconciled"
+
+
+def schedule_run_key(schedule_name: str) -> str:
+    """Held for most of a beat schedule's interval by the run that claimed it."""
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:schedule-run:{schedule_name}"

@@ -2,10 +2,12 @@
 event ids, open, close and purge the periods of resetting boards; and the background half
 of erasing a user."""
 
+import logging
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.utils import timezone
 
@@ -16,10 +18,27 @@ from rankings.period_upkeep import PERIOD_UPKEEP_TASK, periods_upkeep
 from rankings.selectors import leaderboards_by_id
 from rankings.services import board_reconcile, reconcile_fanout, rounds_sweep
 from scores.maintenance import erased_users_purge, processed_events_purge
+from tasks.beat import BEAT_CLAIM_HEADER, schedule_run_claim
 from tasks.errors import TRANSIENT_ERRORS
 
+logger = logging.getLogger(__name__)
 
-@shared_task(name="tasks.maintenance.reconcile_topn", expires=55)
+
+class ScheduledTask(Task):
+    """A task that beat sends: its first attempt runs only if it claims the schedule's
+    interval (``tasks.beat``); a second beat's send of the same interval returns None.
+    Runs sent otherwise (a test, the admin's "Run selected tasks") always run."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        schedule_name = getattr(self.request, "periodic_task_name", None)
+        if schedule_name and getattr(self.request, BEAT_CLAIM_HEADER, False) and not self.request.retries:
+            if not schedule_run_claim(schedule_name=schedule_name, run_id=self.request.id or ""):
+                logger.info("%r was run this interval (another beat sent it too): skipped", schedule_name)
+                return None
+        return super().__call__(*args, **kwargs)
+
+
+@shared_task(base=ScheduledTask, name="tasks.maintenance.reconcile_topn", expires=55)
 def reconcile_topn() -> int:
     """Fan out: one ``reconcile_board`` per board that changed (and a few of a slow
     sweep), so the beat task stays short with any number of boards."""
@@ -35,13 +54,13 @@ def reconcile_board(leaderboard_id: int, period: str) -> None:
         board_reconcile(leaderboard=board, period=period)
 
 
-@shared_task(name="tasks.maintenance.purge_event_ids", expires=3500)
+@shared_task(base=ScheduledTask, name="tasks.maintenance.purge_event_ids", expires=3500)
 def purge_event_ids() -> int:
     erased_users_purge()
     return processed_events_purge()
 
 
-@shared_task(name="tasks.maintenance.resume_erasures", expires=55)
+@shared_task(base=ScheduledTask, name="tasks.maintenance.resume_erasures", expires=55)
 def resume_erasures() -> int:
     """Erasures whose task was lost: ingest holds back a batch with a later event of such a
     user until the erasure finishes, so waiting an hour for the purge would stall it."""
@@ -70,12 +89,19 @@ def erase_user(user_id: str, cutoff: str | None = None, finish_erased_us: int | 
     return step.outcome
 
 
-@shared_task(name="tasks.maintenance.sweep_rounds", expires=4)
+@shared_task(base=ScheduledTask, name="tasks.maintenance.sweep_rounds", expires=4)
 def sweep_rounds() -> int:
     return rounds_sweep()
 
 
-@shared_task(name=PERIOD_UPKEEP_TASK, expires=55, autoretry_for=TRANSIENT_ERRORS, max_retries=3, retry_backoff=2)
+@shared_task(
+    base=ScheduledTask,
+    name=PERIOD_UPKEEP_TASK,
+    expires=55,
+    autoretry_for=TRANSIENT_ERRORS,
+    max_retries=3,
+    retry_backoff=2,
+)
 def period_upkeep(now_us: int | None = None) -> dict[str, list[str]]:
     """Open the next periods, close the finished ones, purge those past keep_periods.
     ``now_us`` is for tests that set the clock; beat sends none. A purge cut short by

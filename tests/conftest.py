@@ -115,9 +115,9 @@ class Workers:
                 return
             time.sleep(0.1)
 
-    def start_beat(self, strategy: str) -> None:
-        schedule = ROOT / ".run" / f"beat-{os.getpid()}.db"
-        self._spawn("beat", ["beat", "--loglevel", "INFO", "-s", str(schedule)], strategy)
+    def start_beat(self, strategy: str, name: str = "beat") -> None:
+        schedule = ROOT / ".run" / f"{name}-{os.getpid()}.db"
+        self._spawn(name, ["beat", "--loglevel", "INFO", "-s", str(schedule)], strategy)
 
     def ensure(self, strategy: str) -> None:
         running = set(self.procs) == {"all"} and self.procs["all"].poll() is None
@@ -132,18 +132,22 @@ class Workers:
         proc.wait()
 
     def stop(self) -> None:
-        for proc in self.procs.values():
+        self.stop_named(*self.procs)
+        self.strategy = None
+
+    def stop_named(self, *names: str) -> None:
+        procs = [self.procs.pop(name) for name in names if name in self.procs]
+        for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self.procs = {}
-        self.nodes = {}
-        self.strategy = None
+        for name in names:
+            self.nodes.pop(name, None)
 
 
 def _clean_services() -> None:
