@@ -12,7 +12,7 @@ from leaderboard_project.metrics import histogram_summary
 from operations.broker import (
     BROKER_ERRORS,
     dead_letters_peek,
-    dead_letters_requeue,
+    dead_letters_requeue_all,
     dead_queue_name,
     pipeline_queue_names,
     queue_stats,
@@ -40,7 +40,7 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
         if not request.user.is_superuser:
             raise PermissionDenied
         try:
-            moved = dead_letters_requeue()
+            moved = dead_letters_requeue_all()
             messages.success(request, f"Requeued {moved} dead letter(s) to their original queues.")
         except BROKER_ERRORS as exc:
             messages.error(request, f"Broker unavailable, nothing requeued: {exc}")

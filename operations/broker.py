@@ -158,3 +158,20 @@ def dead_letter_body(letter: DeadLetter) -> Any:
         return json.loads(letter.body)
     except ValueError:
         return letter.body
+
+
+def dead_letters_requeue_all(*, chunk: int = 100) -> int:
+    """Requeue every letter that was in the dead-letter queue when called, ``chunk`` at a
+    time; return how many moved. A letter that dies again meanwhile is not taken twice
+    (the count is fixed at the start), and a letter with no known queue stays."""
+    depth = queue_stats([dead_queue_name()])[dead_queue_name()]
+    if depth is None:
+        raise OperationalError(f"the broker did not answer for {dead_queue_name()}")
+    moved, remaining = 0, depth.messages
+    while remaining > 0:
+        step = dead_letters_requeue(limit=min(chunk, remaining))
+        if not step:
+            break  # only letters with no known queue are left at the head
+        moved += step
+        remaining -= step
+    return moved
