@@ -6,6 +6,8 @@ path no route matches, a request refused before routing (a Host header not in
 ALLOWED_HOSTS), an exception raised outside a view's exception handler.
 """
 
+from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import is_valid_path
 from django.views import defaults
@@ -23,6 +25,8 @@ def _detail(status: int, detail: str) -> JsonResponse:
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not _is_api(request):
         return defaults.bad_request(request, exception)
+    if isinstance(exception, TooManyFieldsSent):
+        return _detail(400, f"Too many query fields: at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}.")
     # The exception's text is for the log: DisallowedHost's advises on ALLOWED_HOSTS.
     return _detail(400, "Bad request.")
 

@@ -34,3 +34,14 @@ class JSONIntegerField(serializers.IntegerField):
         if isinstance(data, str) and len(data) > self.MAX_STRING_LENGTH:
             self.fail("max_string_length")
         self.fail("invalid")
+
+
+class JSONStringField(serializers.CharField):
+    """A string that was a JSON string in the body: DRF's CharField turns ``5`` into
+    ``"5"`` and ``1.5`` into ``"1.5"``, so a client sending numbers as ids would learn of
+    it only when the ids of two of its clients collide. DRF's own message."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

@@ -2,15 +2,15 @@
 
 from rest_framework import serializers
 
-from leaderboard_project.serializers import JSONIntegerField, KnownFieldsOnly
+from leaderboard_project.serializers import JSONIntegerField, JSONStringField, KnownFieldsOnly
 from rankings.models import INT64_MAX, INT64_MIN, id_validator
 from scores.submission import MAX_BATCH, submission_convert, submitted_event
 
 
 class ScoreEventSerializer(KnownFieldsOnly, serializers.Serializer):
-    user_id = serializers.CharField(max_length=64, validators=[id_validator], trim_whitespace=False)
+    user_id = JSONStringField(max_length=64, validators=[id_validator], trim_whitespace=False)
     points = JSONIntegerField(min_value=INT64_MIN, max_value=INT64_MAX)
-    event_id = serializers.CharField(max_length=64, validators=[id_validator], required=False, trim_whitespace=False)
+    event_id = JSONStringField(max_length=64, validators=[id_validator], required=False, trim_whitespace=False)
 
     def validate_points(self, value: int) -> int:
         board = self.context["leaderboard"]

@@ -292,6 +292,24 @@ def test_it_refuses_points_that_are_not_a_json_integer(api, admin_key, make_boar
     snapshot.assert_unchanged()
 
 
+# Ids are JSON strings: DRF's CharField alone would take 5 as "5" and 1.5 as "1.5".
+NOT_JSON_STRINGS = [5, 0, 1.5, True, ["a"], {"a": 1}]
+
+
+@pytest.mark.parametrize("field", ["user_id", "event_id"])
+@pytest.mark.parametrize("value", NOT_JSON_STRINGS, ids=repr)
+def test_it_refuses_ids_that_are_not_a_json_string(api, admin_key, make_board, field, value):
+    board = make_board()
+    snapshot = Snapshot()
+    event = {"user_id": "a", "points": 1, field: value}
+    for body, where in ((event, {}), ({"events": [{"user_id": "b", "points": 1}, event]}, "1")):
+        response = bearer(api, admin_key).post(scores_url(board.slug), body, format="json")
+        assert response.status_code == 400, response.content
+        expected = {field: ["Not a valid string."]}
+        assert response.json() == ({"events": {where: expected}} if where else expected)
+    snapshot.assert_unchanged()
+
+
 @pytest.mark.parametrize("points", NOT_JSON_INTEGERS, ids=repr)
 def test_it_refuses_points_that_are_not_a_json_integer_inside_a_batch(api, admin_key, make_board, points):
     board = make_board(min_points=-100, max_points=100000)

@@ -130,3 +130,26 @@ def test_it_refuses_a_cursor_that_decodes_to_a_nul_byte_with_a_400(api):
 def test_it_refuses_a_nul_byte_outside_the_api_with_a_plain_400(client):
     response = client.get("/boards/%00/")
     assert response.status_code == 400 and b"NUL byte" in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    ["after=%00", "limit=%00", "period=a%00b", "%00=1", "ids=a,b%00"],
+)
+def test_it_refuses_a_nul_byte_in_the_query_with_a_400_that_names_it(api, client, make_board, query):
+    make_board(slug="b")
+    for path in ("/api/v1/leaderboards/b/top", "/api/v1/leaderboards/b/users", "/api/v1/leaderboards/"):
+        assert "query string" in assert_json_detail(api.get(f"{path}?{query}"), 400)
+    for path in ("/boards/", "/boards/b/", "/admin/rankings/leaderboard/"):
+        response = client.get(f"{path}?{query}")
+        assert response.status_code == 400 and b"query string holds a NUL byte" in response.content
+
+
+@pytest.mark.django_db
+def test_it_names_too_many_query_fields_in_a_json_400(api, client, make_board):
+    make_board(slug="b")
+    query = "&".join(f"f{n}=1" for n in range(1001))
+    detail = assert_json_detail(api.get(f"/api/v1/leaderboards/b/top?{query}"), 400)
+    assert detail == "Too many query fields: at most 1000."
+    assert_html(client.get(f"/boards/?{query}"), 400)

@@ -124,6 +124,8 @@ def _refusal_cases(admin_key: str, limited_key: str) -> list[tuple[str, dict, by
         ("unknown field", admin, b'{"user_id": "ann", "points": 1, "eventid": "e"}'),
         ("null event id", admin, b'{"user_id": "ann", "points": 1, "event_id": null}'),
         ("bad user id", admin, b'{"user_id": "a b", "points": 1}'),
+        ("user id as a number", admin, b'{"user_id": 5, "points": 1}'),
+        ("event id as a number", admin, b'{"user_id": "ann", "points": 1, "event_id": 9}'),
         ("empty batch", admin, b'{"events": []}'),
         ("batch too long", admin, json.dumps({"events": [{"user_id": "u", "points": 1}] * 1001}).encode()),
         ("form body", {"Content-Type": "application/x-www-form-urlencoded", **admin}, b"user_id=ann&points=1"),
