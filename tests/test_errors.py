@@ -139,10 +139,10 @@ def test_it_refuses_a_nul_byte_outside_the_api_with_a_plain_400(client):
 )
 def test_it_refuses_a_nul_byte_in_the_query_with_a_400_that_names_it(api, client, make_board, query):
     make_board(slug="b")
-    for path in ("/api/v1/leaderboards/b/top", "/api/v1/leaderboards/b/users", "/api/v1/leaderboards/"):
-        assert "query string" in assert_json_detail(api.get(f"{path}?{query}"), 400)
-    for path in ("/boards/", "/boards/b/", "/admin/rankings/leaderboard/"):
-        response = client.get(f"{path}?{query}")
+    for url in ("/api/v1/leaderboards/b/top", "/api/v1/leaderboards/b/users", "/api/v1/leaderboards/"):
+        assert "query string" in assert_json_detail(api.get(f"{url}?{query}"), 400)
+    for url in ("/boards/", "/boards/b/", "/admin/rankings/leaderboard/"):
+        response = client.get(f"{url}?{query}")
         assert response.status_code == 400 and b"query string holds a NUL byte" in response.content
 
 
