@@ -197,6 +197,10 @@ LEADERBOARD_MERGE_FAN_IN = env_int("LEADERBOARD_MERGE_FAN_IN", 16)
 LEADERBOARD_MERGE_MAX_LEVELS = 10
 # A round whose root has not finished after this long (its worker died) is taken over.
 LEADERBOARD_ROUND_TAKEOVER_MS = env_int("LEADERBOARD_ROUND_TAKEOVER_MS", 30_000)
+# A board has at most one root pending: its claim is held until that root starts, or for
+# this long if it never does (its message lost), so a stalled rank tier queues one root
+# per board per this interval rather than one per merge window.
+LEADERBOARD_ROOT_CLAIM_TTL_MS = env_int("LEADERBOARD_ROOT_CLAIM_TTL_MS", 30_000)
 # A publish carries the events of every request waiting in the process, up to this many;
 # a request that gets no confirm within the timeout answers 503 (a memory alarm blocks
 # publishers instead of failing them).

@@ -66,7 +66,7 @@ def rounds_key(leaderboard_id: int, period: str) -> str:
 
 
 def root_due_key(leaderboard_id: int, period: str) -> str:
-    """Set for one merge window when a root is scheduled: at most one root per window."""
+    """Held from a root's scheduling until it starts: at most one root pending per board."""
     return _base(leaderboard_id, period) + ":root-due"
 
 

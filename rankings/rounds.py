@@ -2,9 +2,12 @@
 
 After an ingest commit, each board's partial is pushed onto the board's *pending* list
 (level 0) in the same round trip that updates the board's rank index. The push also
-tries to claim the board's *root-due* flag, which lives for one merge window: the
-claimer schedules the board's root one window later, everyone else only pushes. So a
-board's root runs at most once per window, whatever the ingest rate.
+tries to claim the board's *root-due* flag: the claimer schedules the board's root one
+window later, everyone else only pushes. The flag is held until that root starts (its
+round claim deletes it), so a board has one root pending at most, however long the rank
+tier takes to get to it, and its roots run at least a window apart, whatever the ingest
+rate. A root that never starts (its message lost) lets go of the flag after
+``LEADERBOARD_ROOT_CLAIM_TTL_MS``; then a push or the sweeper claims it again.
 
 The root *claims a round*: it renames the pending list to a list of its own (a token),
 recorded in the board's *rounds* set with the claim time. Partials pushed meanwhile go to
@@ -27,7 +30,7 @@ from rankings import cache
 from rankings import redis_keys as keys
 from rankings.ordering import Row
 
-# KEYS: pending, root-due, boards-with-rounds. ARGV: partial (or ""), window ms, board key.
+# KEYS: pending, root-due, boards-with-rounds. ARGV: partial (or ""), claim TTL ms, board key.
 # Returns 1 when this push claimed the next root (the caller schedules it).
 _PUSH = """
 if ARGV[1] ~= '' then
@@ -38,10 +41,12 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
-# KEYS: pending, rounds, this round's list. ARGV: token, now ms, takeover ms.
+# KEYS: pending, rounds, this round's list, root-due. ARGV: token, now ms, takeover ms.
 # Returns the tokens of the rounds this root takes: its own (if anything was pending)
-# and those whose root has not finished after the takeover delay.
+# and those whose root has not finished after the takeover delay. The root has started:
+# the next push may claim the next root.
 _CLAIM = """
+redis.call('DEL', KEYS[4])
 local taken = {}
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
 for _, token in ipairs(stale) do
@@ -74,7 +79,7 @@ def _board_key(leaderboard_id: int, period: str) -> str:
 
 
 def boards_push(
-    client: Redis, pushes: list[BoardPush], window_ms: int, also: Callable[[Pipeline], None] | None = None
+    client: Redis, pushes: list[BoardPush], claim_ttl_ms: int, also: Callable[[Pipeline], None] | None = None
 ) -> list[BoardPush]:
     """Feed the rank indexes, push the partials, claim the roots: one round trip for all
     boards, carrying the caller's own commands too (``also``: the ingest's counters).
@@ -91,18 +96,23 @@ def boards_push(
             keys.root_due_key(push.leaderboard_id, push.period),
             keys.boards_with_rounds_key(),
         ]
-        args = [push.partial or b"", window_ms, _board_key(push.leaderboard_id, push.period)]
+        args = [push.partial or b"", claim_ttl_ms, _board_key(push.leaderboard_id, push.period)]
         cache.run_script(pipe, _PUSH, push_keys, args)
         claim_results.append(len(pipe) - 1)
     results = pipe.execute()
     return [push for push, at in zip(pushes, claim_results, strict=True) if results[at] == 1]
 
 
-def root_claim(client: Redis, leaderboard_id: int, period: str, window_ms: int) -> bool:
+def root_claim(client: Redis, leaderboard_id: int, period: str, claim_ttl_ms: int) -> bool:
     """Claim the board's next root without pushing (a finished round with more pending,
     or the sweeper): True when the caller must schedule it."""
     due = keys.root_due_key(leaderboard_id, period)
-    return bool(client.set(due, "1", nx=True, px=window_ms))
+    return bool(client.set(due, "1", nx=True, px=claim_ttl_ms))
+
+
+def root_claim_release(client: Redis, leaderboard_id: int, period: str) -> None:
+    """Let go of a claim whose root could not be scheduled, so the next push claims it."""
+    client.delete(keys.root_due_key(leaderboard_id, period))
 
 
 def round_claim(client: Redis, leaderboard_id: int, period: str, takeover_ms: int) -> list[str]:
@@ -111,6 +121,7 @@ def round_claim(client: Redis, leaderboard_id: int, period: str, takeover_ms: in
         keys.pending_key(leaderboard_id, period),
         keys.rounds_key(leaderboard_id, period),
         keys.inflight_key(leaderboard_id, period, token),
+        keys.root_due_key(leaderboard_id, period),
     ]
     taken = cache.run_script(client, _CLAIM, claim_keys, [token, int(time.time() * 1000), takeover_ms])
     return [t.decode() if isinstance(t, bytes) else t for t in taken]

@@ -16,6 +16,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -68,8 +69,8 @@ def ranking_handoff(
     """After an ingest commit: hand each board's changed rows to ranking.
 
     In one Redis round trip the rows go into the boards' rank indexes and (merge_tree)
-    each board's top-K of them, its partial, onto the board's level 0; boards whose next
-    root nobody has scheduled in this merge window get one, a window from now. ``also``
+    each board's top-K of them, its partial, onto the board's level 0; a board with no root
+    pending gets one, a window from now (``rankings.rounds``). ``also``
     adds the caller's commands to that round trip (sent even when no row changed).
     Returns the number of roots scheduled.
     """
@@ -95,10 +96,22 @@ def ranking_handoff(
                 also(pipe)
                 pipe.execute()
         return 0
-    claimed = rounds.boards_push(cache.redis_client(), pushes, settings.LEADERBOARD_MERGE_WINDOW_MS, also)
+    client = cache.redis_client()
+    claimed = rounds.boards_push(client, pushes, settings.LEADERBOARD_ROOT_CLAIM_TTL_MS, also)
     for push in claimed:
-        root_schedule(leaderboard_id=push.leaderboard_id, period=push.period)
+        root_schedule_claimed(client, leaderboard_id=push.leaderboard_id, period=push.period)
     return len(claimed)
+
+
+def root_schedule_claimed(client: Redis, *, leaderboard_id: int, period: str) -> None:
+    """Schedule the root the caller claimed; if the publish fails, let go of the claim
+    (else the board would wait out its TTL for a root that was never sent)."""
+    try:
+        root_schedule(leaderboard_id=leaderboard_id, period=period)
+    except Exception:
+        with suppress(RedisError):  # Redis away too: the claim's TTL lets go of it
+            rounds.root_claim_release(client, leaderboard_id, period)
+        raise
 
 
 def root_schedule(*, leaderboard_id: int, period: str) -> None:
@@ -167,10 +180,10 @@ def round_publish(*, leaderboard: Leaderboard, period: str, candidates: Merged, 
         )
         return
     pending = rounds.round_finish(client, leaderboard.id, period, tokens)
-    # Pushes that saw this window's flag are pending; if the flag expired with nobody
-    # claiming the next window, schedule it here.
-    if pending and rounds.root_claim(client, leaderboard.id, period, settings.LEADERBOARD_MERGE_WINDOW_MS):
-        root_schedule(leaderboard_id=leaderboard.id, period=period)
+    # Partials pushed while this root ran: unless one of their pushes claimed the next
+    # root already, claim and schedule it here.
+    if pending and rounds.root_claim(client, leaderboard.id, period, settings.LEADERBOARD_ROOT_CLAIM_TTL_MS):
+        root_schedule_claimed(client, leaderboard_id=leaderboard.id, period=period)
 
 
 def rounds_sweep() -> int:
@@ -183,8 +196,8 @@ def rounds_sweep() -> int:
         if not pending and not open_rounds:
             rounds.board_rounds_forget_if_idle(client, leaderboard_id, period)
             continue
-        if rounds.root_claim(client, leaderboard_id, period, settings.LEADERBOARD_MERGE_WINDOW_MS):
-            root_schedule(leaderboard_id=leaderboard_id, period=period)
+        if rounds.root_claim(client, leaderboard_id, period, settings.LEADERBOARD_ROOT_CLAIM_TTL_MS):
+            root_schedule_claimed(client, leaderboard_id=leaderboard_id, period=period)
             scheduled += 1
     return scheduled
 

@@ -502,3 +502,32 @@ def test_it_dead_letters_only_the_poison_from_a_burst_of_failed_transactions(
 
 def _equal(actual: object, expected: object) -> None:
     assert actual == expected
+
+
+def _depth(queue: str) -> int:
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        declared = next(q for q in settings.CELERY_TASK_QUEUES if q.name == queue)
+        return declared.bind(conn.channel()).queue_declare().message_count
+
+
+def test_it_keeps_one_pending_root_per_board_while_the_rank_tier_stalls(stack, make_board):
+    # No rank worker for a few seconds, while three boards take a batch every 50 ms: each
+    # board's next root waits in the rank queue, and no other piles up behind it.
+    stack.stop_named("rank")
+    boards = [make_board(top_n=10) for _ in range(3)]
+    ledgers = {board.pk: Ledger() for board in boards}
+    loaders = [
+        submit_in_background(board, make_events(2_000, users=300, tag=f"s{board.pk}"), ledgers[board.pk], 25, 0.05)
+        for board in boards
+    ]
+    for loader in loaders:
+        loader.join()
+    rank_queue = role_queue_name(PREFIX, QueueRole.RANK)
+    eventually(lambda: _equal(sum(_depth(queue) for queue in INGEST_QUEUES), 0), timeout=60)
+    time.sleep(3 * settings.LEADERBOARD_MERGE_WINDOW_MS / 1000)  # the last roots leave the delay queue
+    roots = _depth(rank_queue) + _depth(role_queue_name(PREFIX, QueueRole.ROOT_DELAY))
+    print(f"[faults] rank tier stalled for {len(boards)} busy boards: {roots} roots pending")
+    assert roots <= len(boards), roots
+    stack.start(STRATEGY, name="rank", queues=RANK_QUEUES)
+    for board in boards:
+        settle(board, ledgers[board.pk], timeout=120)
