@@ -50,6 +50,12 @@ INDEX_REBUILDS = Counter(
 RECONCILE_REPAIRS = Counter(
     "leaderboard_reconcile_repairs", "Top-N lists the reconcile found wrong and rewrote", ["board"], registry=None
 )
+PARTIALS_SET_ASIDE = Counter(
+    "leaderboard_partials_set_aside",
+    "Merge-level partials no root could read (set aside; the board repaired from the database)",
+    ["board"],
+    registry=None,
+)
 HTTP_ERRORS = Counter("leaderboard_http_errors", "Responses with a 4xx or 5xx status", ["status"], registry=None)
 
 _RECORDED = [
@@ -62,6 +68,7 @@ _RECORDED = [
     MERGE_LEVELS,
     INDEX_REBUILDS,
     RECONCILE_REPAIRS,
+    PARTIALS_SET_ASIDE,
     HTTP_ERRORS,
 ]
 
@@ -97,6 +104,10 @@ def rank_index_rebuilt(board: str) -> None:
 
 def reconcile_repaired(board: str) -> None:
     RECONCILE_REPAIRS.labels(board).inc()
+
+
+def partial_set_aside(board: str) -> None:
+    PARTIALS_SET_ASIDE.labels(board).inc()
 
 
 def http_response(status: int) -> None:

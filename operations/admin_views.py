@@ -18,7 +18,8 @@ from operations.broker import (
     queue_stats,
 )
 from operations.reconcile import reconcile_last
-from rankings.cache import redis_client
+from rankings.cache import partials_set_aside, redis_client
+from rankings.models import Leaderboard
 
 PEEK_LIMIT = 5
 
@@ -32,6 +33,18 @@ def _last_reconcile() -> str:
         return "never"
     at, boards = last
     return f"{at.isoformat(timespec='seconds')} ({boards} boards)"
+
+
+def _set_aside() -> tuple[list[str], str | None]:
+    """Partials no root could read, per board and period (their boards were repaired),
+    and the error when Redis could not say."""
+    try:
+        counted = partials_set_aside(redis_client())
+    except RedisError as exc:
+        return [], f"unknown (Redis: {exc})"
+    slugs = dict(Leaderboard.objects.filter(id__in={board for board, _ in counted}).values_list("id", "slug"))
+    lines = [f"{slugs[b]} ({period}): {count}" for (b, period), count in sorted(counted.items()) if b in slugs]
+    return lines, None
 
 
 def pipeline_view(request: HttpRequest) -> HttpResponse:
@@ -52,6 +65,7 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
     except BROKER_ERRORS as exc:
         peeked, peek_error = [], str(exc)
     dead = stats.get(dead_queue_name())
+    set_aside, set_aside_error = _set_aside()
     context = {
         **admin.site.each_context(request),
         "title": "Pipeline",
@@ -61,6 +75,8 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
         "peeked": peeked,
         "peek_error": peek_error,
         "last_reconcile": _last_reconcile(),
+        "set_aside": set_aside,
+        "set_aside_error": set_aside_error,
         "latencies": [
             ("Ingest lag (accepted → applied)", histogram_summary("leaderboard_ingest_lag_seconds")),
             ("Freshness (accepted → in the top-N)", histogram_summary("leaderboard_freshness_seconds")),

@@ -325,6 +325,28 @@ def hidden_members(client: Redis, leaderboard_id: int) -> set[str]:
     return {m.decode() for m in client.smembers(keys.hidden_key(leaderboard_id))}
 
 
+# Set-aside partials kept per (board, period) for an operator to read.
+ASIDE_KEPT = 100
+
+
+def partial_set_aside(client: Redis, leaderboard_id: int, period: str, raw: bytes) -> None:
+    """Keep a partial no root can read (the newest ``ASIDE_KEPT``), and count it."""
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(keys.aside_key(leaderboard_id, period), raw)
+    pipe.ltrim(keys.aside_key(leaderboard_id, period), 0, ASIDE_KEPT - 1)
+    pipe.hincrby(keys.asides_key(), _board_tag(leaderboard_id, period), 1)
+    pipe.execute()
+
+
+def partials_set_aside(client: Redis) -> dict[tuple[int, str], int]:
+    """Partials set aside so far, per (board, period)."""
+    counted = {}
+    for tag, count in client.hgetall(keys.asides_key()).items():
+        leaderboard_id, period = tag.decode().split("|", 1)
+        counted[(int(leaderboard_id), period)] = int(count)
+    return counted
+
+
 def boards_touched_take(client: Redis, limit: int) -> list[tuple[int, str]]:
     """Take (and forget) up to ``limit`` boards touched since the last take."""
     taken = client.spop(keys.touched_key(), limit) or []

@@ -132,3 +132,13 @@ def reconciled_key() -> str:
 def schedule_run_key(schedule_name: str) -> str:
     """Held for most of a beat schedule's interval by the run that claimed it."""
     return f"{settings.LEADERBOARD_REDIS_PREFIX}:schedule-run:{schedule_name}"
+
+
+def aside_key(leaderboard_id: int, period: str) -> str:
+    """The last partials of the (board, period) that no root could read, kept to look at."""
+    return _base(leaderboard_id, period) + ":aside"
+
+
+def asides_key() -> str:
+    """How many partials were set aside, per "board|period" (the admin's pipeline page)."""
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:partials-aside"

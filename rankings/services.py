@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 
+import msgspec
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -143,14 +144,33 @@ def round_plan(*, leaderboard: Leaderboard, period: str) -> RoundPlan:
     return RoundPlan(tokens, spans)
 
 
+def _partial_read(client: Redis, leaderboard: Leaderboard, period: str, raw: bytes) -> Partial | None:
+    """The partial, or None when no root can read it (another wire version in a rolling
+    upgrade, a bug): it is set aside and counted, never retried, so one bad partial
+    cannot fail every root of the board; the caller repairs the board instead."""
+    try:
+        partial = partial_decode(raw)
+        if (partial.version, partial.leaderboard_id, partial.period) != (WIRE_VERSION, leaderboard.id, period):
+            raise ValueError(f"a partial of version {partial.version} for {partial.leaderboard_id}/{partial.period}")
+    except (msgspec.DecodeError, ValueError) as exc:
+        logger.error("setting aside a partial of %s/%s that cannot be merged: %s", leaderboard.slug, period, exc)
+        cache.partial_set_aside(client, leaderboard.id, period, raw)
+        metrics.partial_set_aside(leaderboard.slug)
+        return None
+    return partial
+
+
 def span_merge(*, leaderboard: Leaderboard, period: str, spans: list[rounds.Span], number: int) -> Merged:
     """Level 1: read the (up to F) partials of level 0 in a round's span and merge them;
-    ``number`` names the span (or the set of spans, when a root merges them inline)."""
-    raw = rounds.spans_read(cache.redis_client(), leaderboard.id, period, spans)
-    partials = [partial_decode(item) for item in raw]
+    ``number`` names the span (or the set of spans, when a root merges them inline).
+    A partial set aside counts as a fall: what it carried is read from the database."""
+    client = cache.redis_client()
+    raw = rounds.spans_read(client, leaderboard.id, period, spans)
+    partials = [partial for item in raw if (partial := _partial_read(client, leaderboard, period, item))]
     parts = [Merged(p.rows, False, p.oldest_accepted_us, []) for p in partials]
     merged = rows_merge(leaderboard=leaderboard, parts=parts)
-    return Merged(merged.rows, merged.fell, merged.oldest_accepted_us, [number])
+    fell = merged.fell or len(partials) < len(raw)
+    return Merged(merged.rows, fell, merged.oldest_accepted_us, [number])
 
 
 def rows_merge(*, leaderboard: Leaderboard, parts: list[Merged]) -> Merged:

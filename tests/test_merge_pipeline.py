@@ -134,3 +134,35 @@ def test_it_shares_one_confirmed_publish_among_concurrent_requests(merge_worker,
 
 def _assert_equal(actual: object, expected: object) -> None:
     assert actual == expected
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [b"not json", b'[99, 1, "all", [], 0]', b'[1, 1, "all", [["u", "x", 0, 1]], 0]'],
+    ids=["undecodable", "other wire version", "bad row"],
+)
+def test_it_sets_a_poison_partial_aside_and_repairs_the_board(merge_worker, make_board, admin_client, poison):
+    # A partial no root can read (a rolling upgrade's, a bug's) in a board's level 0,
+    # between real ones: the rounds go on, the top-N is repaired from the database.
+    from django.urls import reverse
+
+    from rankings import cache, redis_keys, rounds
+
+    board = make_board(top_n=3)
+    period = board.current_period()
+    client = cache.redis_client()
+    client.delete(redis_keys.asides_key())  # what an earlier test's boards left
+    submit = [{"user_id": f"u{n}", "points": n + 1} for n in range(5)]
+    score_events_submit(leaderboard=board, events=submit[:2])
+    settled(board, {"u0": 1, "u1": 2})
+    client.rpush(redis_keys.pending_key(board.id, period), poison)
+    score_events_submit(leaderboard=board, events=submit[2:])
+    settled(board, {f"u{n}": n + 1 for n in range(5)})
+
+    def finished() -> None:
+        assert rounds.board_rounds_state(client, board.id, period) == (False, 0)
+
+    eventually(finished)
+    assert cache.partials_set_aside(client) == {(board.id, period): 1}
+    page = admin_client.get(reverse("admin-pipeline")).content.decode()
+    assert f"{board.slug} ({period}): 1" in page
