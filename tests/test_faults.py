@@ -33,6 +33,7 @@ from tasks.beat import schedules_install
 from tasks.messages import ScoreEvent, ingest_batch_payload
 from tasks.queues import APPLY_EVENTS_TASK, QueueRole, all_queue_names, ingest_queue_name, role_queue_name
 from tests.checks import (
+    assert_ranks_consistent,
     assert_top_consistent,
     broker_connections_renew,
     db_scores,
@@ -531,3 +532,24 @@ def test_it_keeps_one_pending_root_per_board_while_the_rank_tier_stalls(stack, m
     stack.start(STRATEGY, name="rank", queues=RANK_QUEUES)
     for board in boards:
         settle(board, ledgers[board.pk], timeout=120)
+
+
+def test_it_replays_the_hand_off_once_redis_has_memory_again(stack, make_board):
+    # Redis at its maxmemory under noeviction refuses every write (OOM) after the ingest
+    # commit: the hand-off must wait and be replayed, not dead-letter its messages.
+    board = make_board(top_n=50)
+    ledger = Ledger()
+    before = dead_letters()
+    _redis("config", "set", "maxmemory", "1")
+    try:
+        loader = submit_in_background(board, make_events(400, users=100, tag="oom"), ledger, batch=20, pause=0.05)
+        loader.join()
+        time.sleep(3)  # every worker meets the refusal, more than once
+    finally:
+        _redis("config", "set", "maxmemory", "0")
+    figures = settle(board, ledger, timeout=120)
+    assert dead_letters() == before
+    # The rank index holds the replayed rows too (it answers ranks, not the database).
+    assert cache.index_is_ready(cache.redis_client(), board.id, board.current_period())
+    assert_ranks_consistent(board, ["u0", "u42", "u99"])
+    print(f"[faults] Redis out of memory for the hand-off: {figures}")
