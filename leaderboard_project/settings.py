@@ -214,6 +214,9 @@ LEADERBOARD_PUBLISH_CONFIRM_TIMEOUT = env_float("LEADERBOARD_PUBLISH_CONFIRM_TIM
 # with Retry-After and publishes nothing. About two seconds of work at the measured max
 # rate: freshness stays within a few seconds under any overload.
 LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS = env_int("LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS", 10_000)
+# Past the bound only tenants over an equal split are refused; past this (0: twice the
+# bound) everybody is.
+LEADERBOARD_ADMISSION_HARD_BACKLOG_EVENTS = env_int("LEADERBOARD_ADMISSION_HARD_BACKLOG_EVENTS", 0)
 LEADERBOARD_ADMISSION_CHECK_SECONDS = env_float("LEADERBOARD_ADMISSION_CHECK_SECONDS", 0.25)
 # An ingest message returned to its queue this many times (its worker died on it each
 # time) goes to the dead-letter queue. Innocent messages batched with it are returned at

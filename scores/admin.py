@@ -48,10 +48,10 @@ class ScoreAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "leaderboard", "is_admin", "is_active", "created_at"]
+    list_display = ["name", "prefix", "leaderboard", "tenant", "is_admin", "is_active", "created_at"]
     list_filter = ["is_admin", "is_active"]
     readonly_fields = ["prefix", "created_at"]
-    search_fields = ["name", "prefix"]
+    search_fields = ["name", "prefix", "tenant"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Keys are made by `manage.py create_api_key`, which shows the secret once.

@@ -13,9 +13,10 @@ is levelled at once. Past ``LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS`` a score r
 answers 503 with ``Retry-After`` before anything is published: a 503 promises nothing and
 enqueues nothing, so a client that resends with event ids loses nothing.
 
-Fair share: past half the bound, a key that sent half again more than an equal split of the
-last second's events gets 429 instead, so one flooding key is held back before everybody
-is refused.
+Fair share per tenant (``ApiKey.admission_tenant``: keys of one tenant count together, so
+a flood spread over several keys is one flood): past half the bound a tenant over its
+share of the last second gets 429, and past the bound only tenants at or over an equal
+split are refused, up to a hard bound past which everybody is (``admission_check``).
 
 A reading older than a few intervals (the broker unreachable) admits: the publish itself
 then fails and answers 503.
@@ -182,19 +183,21 @@ class BacklogMonitor:
 backlog_monitor = BacklogMonitor()
 
 
-# KEYS: this second's per-key hash, last second's per-key hash. ARGV: key id, events,
-# ttl ms. Counts the request's events for its key in this second and returns
-# {key's events last second, all events last second, keys active last second}.
+# KEYS: this second's per-tenant hash, last second's. ARGV: tenant, events, ttl ms.
+# Counts the request's events for its tenant in this second (refused ones too: a tenant
+# that keeps flooding stays over its share) and returns {tenant's events last second,
+# all events last second, tenants active last second counting the asker}.
 _FAIR_SHARE = """
 redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local mine = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-local total, keys = 0, 0
+local total, tenants = 0, 0
 for _, count in ipairs(redis.call('HVALS', KEYS[2])) do
   total = total + tonumber(count)
-  keys = keys + 1
+  tenants = tenants + 1
 end
-return {mine, total, keys}
+if mine == 0 then tenants = tenants + 1 end
+return {mine, total, tenants}
 """
 
 
@@ -205,40 +208,75 @@ def _share_key(second: int) -> str:
     return f"{settings.LEADERBOARD_REDIS_PREFIX}:fair-share:{second}"
 
 
-def fair_share_exceeded(client: Redis, *, key_id: int, events: int, second: int) -> bool:
-    """Under pressure, whether this key took more than its share of the last second.
+@dataclass(frozen=True)
+class TenantShare:
+    """A tenant's events in the last second against everybody's."""
 
-    The share is half again an equal split among the keys that wrote in the last second,
-    so a key sending no more than the others is never refused, while one flooding key is
-    held back (429) before admission control has to refuse everybody (503)."""
-    mine, total, keys = run_script(
-        client, _FAIR_SHARE, [_share_key(second), _share_key(second - 1)], [key_id, events, 3000]
+    mine: int
+    total: int
+    tenants: int  # active in the last second, the asker included
+
+    @property
+    def equal_split(self) -> float:
+        return self.total / self.tenants
+
+    def over_fair_share(self) -> bool:
+        # Alone, a tenant's split is all there is: only past the bound is it held back.
+        return self.tenants > 1 and self.mine > _FAIR_SHARE_FACTOR * self.equal_split
+
+    def at_or_over_split(self) -> bool:
+        return self.mine > 0 and self.mine >= self.equal_split
+
+
+def tenant_share(client: Redis, *, tenant: str, events: int, second: int) -> TenantShare:
+    """Count this request for its tenant in ``second``; the tenant's share of the one before."""
+    mine, total, tenants = run_script(
+        client, _FAIR_SHARE, [_share_key(second), _share_key(second - 1)], [tenant, events, 3000]
     )
-    return keys > 1 and mine > _FAIR_SHARE_FACTOR * total / keys
+    return TenantShare(int(mine), int(total), int(tenants))
+
+
+def _hard_bound() -> int:
+    bound = settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS
+    return settings.LEADERBOARD_ADMISSION_HARD_BACKLOG_EVENTS or 2 * bound
 
 
 def admission_in_memory() -> bool:
-    """Whether ``admission_check`` answers from the monitor's reading alone: the fair share
-    (a Redis script) is only consulted between half the bound and the bound."""
+    """Whether ``admission_check`` answers from the monitor's reading alone: the tenant's
+    share (a Redis script) is only consulted between half the bound and the hard bound."""
     backlog = backlog_monitor.backlog()
     bound = settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS
-    return backlog is None or not bound / 2 < backlog.events <= bound
+    return backlog is None or not bound / 2 < backlog.events <= _hard_bound()
 
 
-def admission_check(*, key_id: int | None, events: int) -> str | None:
-    """None to admit; "overloaded" past the bound; "over share" for a key that takes more
-    than its share while the backlog is past half the bound."""
+def admission_check(*, tenant: str | None, events: int) -> str | None:
+    """None to admit, "over share" (429) or "overloaded" (503); the rule, by backlog:
+
+    - up to half the bound: everyone is admitted;
+    - up to the bound: a tenant that sent more than half again an equal split of the
+      last second's events (among the tenants active then, itself included) gets 429;
+    - up to the hard bound (``LEADERBOARD_ADMISSION_HARD_BACKLOG_EVENTS``, twice the
+      bound by default): a tenant that sent at least an equal split gets 503, so a
+      flood, even from a tenant alone or spread over several keys, is refused while a
+      lighter tenant (a new one included) still gets in;
+    - past the hard bound: everyone gets 503.
+    """
     backlog = backlog_monitor.backlog()
     if backlog is None:
         return None
     bound = settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS
-    if backlog.events > bound:
+    if backlog.events > _hard_bound():
         return "overloaded"
-    if key_id is None or backlog.events <= bound / 2:
+    if backlog.events <= bound / 2:
         return None
+    past_bound = backlog.events > bound
+    if tenant is None:
+        return "overloaded" if past_bound else None
     try:
-        exceeded = fair_share_exceeded(redis_client(), key_id=key_id, events=events, second=int(time.time()))
+        share = tenant_share(redis_client(), tenant=tenant, events=events, second=int(time.time()))
     except RedisError as exc:
         logger.warning("fair share not checked, Redis failed: %s", exc)
-        return None
-    return "over share" if exceeded else None
+        return "overloaded" if past_bound else None
+    if past_bound:
+        return "overloaded" if share.at_or_over_split() else None
+    return "over share" if share.over_fair_share() else None

@@ -48,7 +48,7 @@ class ScoreSubmitView(APIView):
         submission.is_valid(raise_exception=True)
         try:
             accepted = score_events_submit(
-                leaderboard=board, events=submission.validated_data["events"], api_key_id=request.auth.pk
+                leaderboard=board, events=submission.validated_data["events"], tenant=request.auth.admission_tenant
             )
         except BrokerUnavailable as exc:
             raise ServiceUnavailable() from exc

@@ -208,7 +208,7 @@ def _prepare(ingress: _Ingress, slug: str, raw_key: str, body: bytes) -> Answer 
     if events is None:
         return None
     try:
-        return _Ready(board, score_events_stamp(leaderboard=board, events=events, api_key_id=key.pk))
+        return _Ready(board, score_events_stamp(leaderboard=board, events=events, tenant=key.admission_tenant))
     except Overloaded as exc:
         return Answer(exc.status, _json_detail(exc.detail), "1")
 

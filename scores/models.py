@@ -111,6 +111,15 @@ class ApiKey(models.Model):
         help_text="Limit the key to this leaderboard; empty means any leaderboard.",
     )
     is_admin = models.BooleanField(default=False, help_text="May create leaderboards and write to all.")
+    tenant = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=(
+            "Keys of one tenant share one fair share of the service under load. Empty: the key's "
+            "leaderboard, or for a key of every leaderboard the key itself."
+        ),
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -122,11 +131,16 @@ class ApiKey(models.Model):
 
     @classmethod
     def generate(
-        cls, *, name: str, leaderboard: Leaderboard | None = None, is_admin: bool = False
+        cls, *, name: str, leaderboard: Leaderboard | None = None, is_admin: bool = False, tenant: str = ""
     ) -> tuple["ApiKey", str]:
         raw = "lbk_" + secrets.token_urlsafe(32)
         key = cls.objects.create(
-            name=name, key_hash=hash_api_key(raw), prefix=raw[:12], leaderboard=leaderboard, is_admin=is_admin
+            name=name,
+            key_hash=hash_api_key(raw),
+            prefix=raw[:12],
+            leaderboard=leaderboard,
+            is_admin=is_admin,
+            tenant=tenant,
         )
         return key, raw
 
@@ -134,6 +148,15 @@ class ApiKey(models.Model):
     def is_authenticated(self) -> bool:
         # DRF treats request.user as the principal; a key stands in for a user.
         return True
+
+    @property
+    def admission_tenant(self) -> str:
+        """Who this key's events count for in admission's fair share (scores.admission)."""
+        if self.tenant:
+            return f"t:{self.tenant}"
+        if self.leaderboard_id is not None:
+            return f"board:{self.leaderboard_id}"
+        return f"key:{self.pk}"
 
     def may_write(self, leaderboard: Leaderboard) -> bool:
         return self.is_admin or self.leaderboard_id is None or self.leaderboard_id == leaderboard.id

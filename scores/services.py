@@ -72,7 +72,7 @@ class Overloaded(Exception):
     def detail(self) -> str:
         # Shed at the door: nothing was published, so a resend later is always safe.
         if self.reason == "over share":
-            return "This key sends more than its share while the service is busy; retry later."
+            return "This key's tenant sends more than its share while the service is busy; retry later."
         return "Overloaded: too many events wait to be applied; retry later."
 
 
@@ -97,12 +97,12 @@ _server_event_ids = _ServerEventIds()
 
 
 def score_events_stamp(
-    *, leaderboard: Leaderboard, events: Sequence[SubmittedEvent | Mapping[str, Any]], api_key_id: int | None = None
+    *, leaderboard: Leaderboard, events: Sequence[SubmittedEvent | Mapping[str, Any]], tenant: str | None = None
 ) -> list[ScoreEvent]:
     """Admit validated events (or refuse them, Overloaded, while admission control sheds
     load) and stamp them with one accepted time: the message's events, ready to publish.
     The events are the API's typed records, or plain mappings of the same fields."""
-    refusal = admission_check(key_id=api_key_id, events=len(events))
+    refusal = admission_check(tenant=tenant, events=len(events))
     if refusal is not None:
         raise Overloaded(refusal)
     accepted_us = now_micros()
@@ -117,11 +117,11 @@ def score_events_stamp(
 
 
 def score_events_submit(
-    *, leaderboard: Leaderboard, events: Sequence[SubmittedEvent | Mapping[str, Any]], api_key_id: int | None = None
+    *, leaderboard: Leaderboard, events: Sequence[SubmittedEvent | Mapping[str, Any]], tenant: str | None = None
 ) -> int:
     """Admit and stamp the events, and return once the broker confirmed the message that
     carries them (BrokerUnavailable otherwise): the web tier's write, and the tests'."""
-    batch = score_events_stamp(leaderboard=leaderboard, events=events, api_key_id=api_key_id)
+    batch = score_events_stamp(leaderboard=leaderboard, events=events, tenant=tenant)
     if batch:
         ingest_publisher().publish(batch)
     return len(batch)

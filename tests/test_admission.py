@@ -7,7 +7,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from rankings.cache import redis_client
-from scores.admission import backlog_monitor, fair_share_exceeded
+from scores.admission import TenantShare, backlog_monitor, tenant_share
 from scores.models import ApiKey
 from tests.checks import db_scores, eventually, queued_messages
 from tests.conftest import Workers, bearer
@@ -62,17 +62,23 @@ def _assert_equal(actual: object, expected: object) -> None:
     assert actual == expected
 
 
-def test_it_counts_a_key_over_its_share_of_the_last_second(db):
+def test_it_counts_a_tenant_over_its_share_of_the_last_second(db):
     client = redis_client()
     second = int(time.time()) + 10_000  # a second of its own, in the future
-    fair_share_exceeded(client, key_id=1, events=950, second=second - 1)
-    fair_share_exceeded(client, key_id=2, events=10, second=second - 1)
-    fair_share_exceeded(client, key_id=4, events=40, second=second - 1)
-    assert fair_share_exceeded(client, key_id=1, events=10, second=second)  # 950 > 1.5 x 1000 / 3
-    assert not fair_share_exceeded(client, key_id=2, events=10, second=second)
-    # A key alone is never over its share, however much it sends.
-    fair_share_exceeded(client, key_id=3, events=5000, second=second + 5)
-    assert not fair_share_exceeded(client, key_id=3, events=5000, second=second + 6)
+    tenant_share(client, tenant="a", events=950, second=second - 1)
+    tenant_share(client, tenant="b", events=10, second=second - 1)
+    tenant_share(client, tenant="d", events=40, second=second - 1)
+    flood = tenant_share(client, tenant="a", events=10, second=second)
+    assert flood == TenantShare(950, 1000, 3)
+    assert flood.over_fair_share() and flood.at_or_over_split()  # 950 > 1.5 x 1000 / 3
+    light = tenant_share(client, tenant="b", events=10, second=second)
+    assert not light.over_fair_share() and not light.at_or_over_split()
+    # A newcomer counts among the tenants it shares with: 1000 among 4.
+    assert tenant_share(client, tenant="new", events=10, second=second) == TenantShare(0, 1000, 4)
+    # A tenant alone is never over its fair share, but is at its split.
+    tenant_share(client, tenant="c", events=5000, second=second + 5)
+    alone = tenant_share(client, tenant="c", events=5000, second=second + 6)
+    assert not alone.over_fair_share() and alone.at_or_over_split()
 
 
 def test_it_holds_back_a_flooding_key_while_others_still_get_in(
@@ -99,11 +105,57 @@ def test_it_holds_back_a_flooding_key_while_others_still_get_in(
     assert [post(flooder, f"f{n}-", 100) for n in range(8)] == [202] * 8
     assert post(modest, "m-", 10) == 202
     time.sleep(1 - time.time() % 1 + 0.05)  # the next second judges the last one
-    print(
-        "DBG",
-        backlog_monitor.backlog(),
-        settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS,
-        redis_client().hgetall(f"{settings.LEADERBOARD_REDIS_PREFIX}:fair-share:{int(time.time()) - 1}"),
-    )
     assert post(flooder, "late-f-", 100) == 429
     assert post(modest, "late-m-", 10) == 202
+
+
+def _next_second() -> None:
+    time.sleep(1 - time.time() % 1 + 0.05)
+
+
+def test_it_shares_admission_per_tenant_against_a_flood_from_several_keys(
+    celery_workers: Workers, transactional_db, settings, make_board
+):
+    # Nobody applies, so the backlog only grows; the bound is then set around it.
+    celery_workers.stop()
+    board = make_board()
+    flood = [
+        bearer(APIClient(), ApiKey.generate(name=f"flood-{n}", is_admin=True, tenant="flood")[1]) for n in range(3)
+    ]
+    modest = bearer(APIClient(), ApiKey.generate(name="modest", is_admin=True, tenant="modest")[1])
+    newcomer = bearer(APIClient(), ApiKey.generate(name="newcomer", is_admin=True, tenant="newcomer")[1])
+    url = f"/api/v1/leaderboards/{board.slug}/scores"
+    sent = iter(range(10**6))
+
+    def post(client: APIClient, count: int) -> int:
+        batch = next(sent)
+        events = [{"user_id": f"u{n}", "points": 1, "event_id": f"b{batch}-{n}"} for n in range(count)]
+        return client.post(url, {"events": events}, format="json").status_code
+
+    assert [post(modest, 1000) for _ in range(20)] == [202] * 20
+    eventually(lambda: _assert_equal(bool(backlog_monitor.backlog() and backlog_monitor.backlog().events), True))
+    time.sleep(0.5)  # a fresh reading
+    backlog = backlog_monitor.backlog().events
+
+    # Past half the bound: three keys of one tenant, each under a per-key share (300 of
+    # 1,000 events among four keys), together far over the tenant's (900 among two).
+    settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS = 2 * backlog - 1
+    _next_second()
+    assert [post(key, 100) for key in flood for _ in range(3)] == [202] * 9
+    assert post(modest, 100) == 202
+    _next_second()
+    assert [post(key, 10) for key in flood] == [429] * 3
+    assert post(modest, 10) == 202
+
+    # Past the bound: the tenant over an equal split is refused, a lighter one gets in.
+    settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS = backlog * 3 // 4
+    _next_second()
+    assert [post(key, 100) for key in flood for _ in range(3)] == [503] * 9
+    assert post(modest, 10) == 202
+
+    # A flooder alone in its second is over its split too, and a newcomer gets in.
+    _next_second()
+    assert [post(key, 100) for key in flood] == [503] * 3
+    _next_second()
+    assert post(flood[0], 10) == 503
+    assert post(newcomer, 10) == 202

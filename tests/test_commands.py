@@ -33,6 +33,22 @@ def submit(api, key: str, slug: str):
     return bearer(api, key).post(f"/api/v1/leaderboards/{slug}/scores", {"user_id": "a", "points": 1}, format="json")
 
 
+def test_it_makes_keys_of_one_tenant_count_together(db, make_board):
+    board = make_board(slug="tenanted")
+    first = ApiKey.objects.get(key_hash=hash_api_key(create_api_key("--name", "a", "--tenant", "acme").strip()))
+    second = ApiKey.objects.get(key_hash=hash_api_key(create_api_key("--name", "b", "--tenant", "acme").strip()))
+    assert first.admission_tenant == second.admission_tenant == "t:acme"
+    # Without one: a key of one board counts as that board, a key of every board as itself.
+    scoped = ApiKey.objects.get(
+        key_hash=hash_api_key(create_api_key("--name", "c", "--leaderboard", "tenanted").strip())
+    )
+    assert scoped.admission_tenant == f"board:{board.id}"
+    lone = ApiKey.objects.get(key_hash=hash_api_key(create_api_key("--name", "d").strip()))
+    assert lone.admission_tenant == f"key:{lone.pk}"
+    with pytest.raises(CommandError, match="64"):
+        create_api_key("--name", "e", "--tenant", "x" * 65)
+
+
 def test_it_prints_only_the_key(db):
     out = create_api_key("--name", "x")
     lines = out.splitlines()

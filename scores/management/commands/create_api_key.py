@@ -13,6 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True)
         parser.add_argument("--leaderboard", help="limit the key to this leaderboard slug")
         parser.add_argument("--admin", action="store_true", help="may create leaderboards and write to all")
+        parser.add_argument(
+            "--tenant", default="", help="keys of one tenant share one fair share under load (default: the key's board)"
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         board = None
@@ -20,5 +23,10 @@ class Command(BaseCommand):
             board = Leaderboard.objects.filter(slug=options["leaderboard"]).first()
             if board is None:
                 raise CommandError(f"no leaderboard {options['leaderboard']!r}")
-        _, raw = ApiKey.generate(name=str(options["name"]), leaderboard=board, is_admin=bool(options["admin"]))
+        tenant = str(options["tenant"])
+        if len(tenant) > 64:
+            raise CommandError("--tenant takes at most 64 characters")
+        _, raw = ApiKey.generate(
+            name=str(options["name"]), leaderboard=board, is_admin=bool(options["admin"]), tenant=tenant
+        )
         self.stdout.write(raw)
