@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint services tools venv bench bench-quick
+.PHONY: run test lint services tools venv bench bench-quick test-unit
 .PHONY: browser flower metrics-dir
 
 $(BIN)/.installed: requirements.txt
@@ -36,6 +36,11 @@ test: venv services tools lint
 test: browser
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -q -ra --durations=15
+
+# The pure logic (ordering, periods, submission validation, admission arithmetic, env
+# parsing) in seconds, with no PostgreSQL, Redis or RabbitMQ needed: tests/unit/.
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
 
 # The benchmark (bench/): its own database, Redis DBs, queues, gunicorn and workers.
 bench: venv services tools

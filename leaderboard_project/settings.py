@@ -7,10 +7,22 @@ RabbitMQ on 5672) so that nothing has to be set to start; production sets the se
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from leaderboard_project.secret_key import production_secret_key_check
 from tasks.queues import QueueRole, durable_queues, role_queue_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+# Strict: a value that is not one of these stops the start, naming the variable, where a
+# typo ("ture") would otherwise turn a switch such as LEADERBOARD_PRODUCTION off unseen.
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _refused(name: str, raw: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={raw!r} is not {expected}")
 
 
 def env_str(name: str, default: str) -> str:
@@ -18,15 +30,35 @@ def env_str(name: str, default: str) -> str:
 
 
 def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise _refused(name, raw, "an integer") from None
 
 
 def env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise _refused(name, raw, "a number") from None
 
 
 def env_bool(name: str, default: bool) -> bool:
-    return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():  # set empty, as compose's ${VAR:-} does: unset
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _refused(name, raw, f"a boolean (one of {', '.join(sorted(_TRUE | _FALSE))})")
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -71,6 +103,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes answer behind any Host and over plain HTTP (see the class).
+    "leaderboard_project.middleware.ProbesFirst",
     "leaderboard_project.metrics.ResponseMetricsMiddleware",
     "leaderboard_project.middleware.RefuseNulBytes",
     "django.middleware.security.SecurityMiddleware",
@@ -337,7 +371,15 @@ CELERY_TASK_ROUTES = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Every line says when, how bad and who: an ISO-8601 UTC time, the level, the logger and
+    # the process (Celery workers log in Celery's own format, which has the time and level).
+    "formatters": {
+        "plain": {
+            "()": "leaderboard_project.log_format.UtcFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s",
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LEADERBOARD_LOG_LEVEL", "INFO")},
     # One line per HTTP call of the simulator or tests is noise, not news.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},

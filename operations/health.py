@@ -1,4 +1,13 @@
-"""Readiness: database, Redis and broker answer, and every ingest partition has a consumer."""
+"""Readiness of a web process: what it cannot serve without, and what only degrades it.
+
+The rule: ready (200) while the database and the broker answer. Every read and every
+key or board lookup past its memo needs the database; every write needs the broker
+(without it each score request answers 503). Redis and the ingest consumers only degrade
+the service: reads fall back to the database and the throttle lets requests by while
+Redis is away; writes wait in the queues (admission sheds past its bound) while no
+worker consumes a partition. Those are reported in ``degraded`` with a 200, so a web pod
+does not leave the load balancer, or a stack stay unready, for a part that is not its own.
+"""
 
 import logging
 from dataclasses import dataclass, field
@@ -17,13 +26,23 @@ logger = logging.getLogger(__name__)
 _recent = TtlMemo(ttl_seconds=1.0, max_entries=1)
 
 
+# The checks whose failure makes the process unready; any other only degrades it.
+CRITICAL_CHECKS = ("database", "broker")
+
+
 @dataclass
 class Readiness:
     checks: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[str]:
-        return [name for name, outcome in self.checks.items() if outcome != "ok"]
+        """Critical checks that failed: the process is not ready."""
+        return [name for name, outcome in self.checks.items() if outcome != "ok" and name in CRITICAL_CHECKS]
+
+    @property
+    def degraded(self) -> list[str]:
+        """Other checks that failed: ready, with a part of the service slower or waiting."""
+        return [name for name, outcome in self.checks.items() if outcome != "ok" and name not in CRITICAL_CHECKS]
 
     @property
     def ready(self) -> bool:

@@ -20,7 +20,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     readiness = readiness_check()
-    body = {"ready": readiness.ready, "failed": readiness.failed, "checks": readiness.checks}
+    body = {
+        "ready": readiness.ready,
+        "failed": readiness.failed,
+        "degraded": readiness.degraded,
+        "checks": readiness.checks,
+    }
     return JsonResponse(body, status=200 if readiness.ready else 503)
 
 

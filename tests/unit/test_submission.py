@@ -36,6 +36,8 @@ REFUSED = [
     {"user_id": "x" * 65, "points": 1},
     {"user_id": "a", "points": 1, "event_id": None},
     {"user_id": "a", "points": 1, "event_id": "x" * 65},
+    {"user_id": 5, "points": 1},
+    {"user_id": "a", "points": 1, "event_id": 9},
     {"events": []},
     {"events": [{"user_id": "u", "points": 1}] * 1001},
     {"events": [{"user_id": "a", "points": 1}], "user_id": "a"},
