@@ -40,17 +40,21 @@ class RefuseNulBytes:
 
 
 class ProbesFirst:
-    """``GET /healthz`` and ``GET /readyz`` answer before any other middleware. A kubelet or
+    """``GET /healthz``, ``/readyz`` and ``/readyz/web`` answer before any other middleware. A kubelet or
     a load balancer probes a pod by its address, which is in no ALLOWED_HOSTS (the host
     check would answer 400), over plain HTTP with no TLS proxy in front (production's
     HTTPS redirect would answer 301): a probe would fail on a healthy pod, or pass on a
     redirect. The probe views read nothing of the request, so skipping both is safe."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        from operations.views import healthz, readyz  # views import apps: not at settings load
+        from operations.views import healthz, readyz, readyz_web  # they import apps: not at settings load
 
         self.get_response = get_response
-        self._probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
+        self._probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+            "/healthz": healthz,
+            "/readyz": readyz,
+            "/readyz/web": readyz_web,
+        }
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         probe = self._probes.get(request.path_info)

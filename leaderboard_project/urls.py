@@ -8,7 +8,7 @@ from django.views.decorators.common import no_append_slash
 
 from leaderboard_project.schema_view import SchemaView
 from operations.admin_views import pipeline_view
-from operations.views import healthz, metrics, readyz
+from operations.views import healthz, metrics, readyz, readyz_web
 from pages.api import LeaderboardActivityView
 from pages.views import board_detail, board_list
 from rankings.api import (
@@ -59,6 +59,7 @@ urlpatterns = [
     path("boards/<str:slug>/", board_detail, name="board-detail"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("readyz/web", readyz_web, name="readyz-web"),
     path("metrics", metrics, name="metrics"),
 ]
 

@@ -1,12 +1,17 @@
-"""Readiness of a web process: what it cannot serve without, and what only degrades it.
+"""Readiness, two ways.
 
-The rule: ready (200) while the database and the broker answer. Every read and every
-key or board lookup past its memo needs the database; every write needs the broker
-(without it each score request answers 503). Redis and the ingest consumers only degrade
-the service: reads fall back to the database and the throttle lets requests by while
-Redis is away; writes wait in the queues (admission sheds past its bound) while no
-worker consumes a partition. Those are reported in ``degraded`` with a 200, so a web pod
-does not leave the load balancer, or a stack stay unready, for a part that is not its own.
+``/readyz`` is the stack's (the contract, DESIGN.md): 200 only when the database, Redis
+and the broker answer and every ingest partition has a consumer; else 503 naming what
+failed. Compose gates on it: a stack is ready when everything is.
+
+``/readyz/web`` is a web process's, for the load balancer or a kubelet in front of web
+pods: 200 while the database and the broker answer, which the process cannot serve
+without (every read and every key or board lookup past its memo needs the database,
+every write needs the broker). Redis and the ingest consumers only degrade it: reads fall
+back to the database and the throttle lets requests by while Redis is away, and writes
+wait in the queues (admission sheds past its bound) while no worker consumes a
+partition. Those are listed under ``degraded`` with a 200, so a pod does not leave the
+pool for a part that is not its own, and would be missing from every pod alike.
 """
 
 import logging
@@ -26,8 +31,8 @@ logger = logging.getLogger(__name__)
 _recent = TtlMemo(ttl_seconds=1.0, max_entries=1)
 
 
-# The checks whose failure makes the process unready; any other only degrades it.
-CRITICAL_CHECKS = ("database", "broker")
+# What a web process cannot serve without; any other failed check only degrades it.
+WEB_CRITICAL_CHECKS = ("database", "broker")
 
 
 @dataclass
@@ -36,17 +41,25 @@ class Readiness:
 
     @property
     def failed(self) -> list[str]:
-        """Critical checks that failed: the process is not ready."""
-        return [name for name, outcome in self.checks.items() if outcome != "ok" and name in CRITICAL_CHECKS]
-
-    @property
-    def degraded(self) -> list[str]:
-        """Other checks that failed: ready, with a part of the service slower or waiting."""
-        return [name for name, outcome in self.checks.items() if outcome != "ok" and name not in CRITICAL_CHECKS]
+        return [name for name, outcome in self.checks.items() if outcome != "ok"]
 
     @property
     def ready(self) -> bool:
+        """The stack's readiness: every check answered."""
         return not self.failed
+
+    @property
+    def web_failed(self) -> list[str]:
+        return [name for name in self.failed if name in WEB_CRITICAL_CHECKS]
+
+    @property
+    def degraded(self) -> list[str]:
+        """Failed checks a web process serves without (slower reads, writes waiting)."""
+        return [name for name in self.failed if name not in WEB_CRITICAL_CHECKS]
+
+    @property
+    def web_ready(self) -> bool:
+        return not self.web_failed
 
 
 def _database() -> str:

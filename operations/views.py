@@ -20,13 +20,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     readiness = readiness_check()
+    body = {"ready": readiness.ready, "failed": readiness.failed, "checks": readiness.checks}
+    return JsonResponse(body, status=200 if readiness.ready else 503)
+
+
+@require_GET
+def readyz_web(request: HttpRequest) -> JsonResponse:
+    """A web process's readiness, for its load balancer (see operations.health)."""
+    readiness = readiness_check()
     body = {
-        "ready": readiness.ready,
-        "failed": readiness.failed,
+        "ready": readiness.web_ready,
+        "failed": readiness.web_failed,
         "degraded": readiness.degraded,
         "checks": readiness.checks,
     }
-    return JsonResponse(body, status=200 if readiness.ready else 503)
+    return JsonResponse(body, status=200 if readiness.web_ready else 503)
 
 
 def _may_scrape(request: HttpRequest) -> bool:

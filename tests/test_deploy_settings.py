@@ -62,7 +62,7 @@ def test_it_refuses_to_start_in_production_with_a_weak_or_known_secret_key(secre
 PROBE = """
 from django.test import Client
 client = Client()
-for path in ("/healthz", "/readyz"):
+for path in ("/healthz", "/readyz", "/readyz/web"):
     response = client.get(path, HTTP_HOST="10.1.2.3:8000")
     print(path, response.status_code, response.get("Location"))
 """
@@ -89,6 +89,7 @@ def test_probes_answer_behind_any_host_and_without_the_tls_redirect():
     assert answers["/healthz"] == "200 None"
     # Ready or not, depending on this machine's services: never a 400 or a redirect.
     assert answers["/readyz"] in {"200 None", "503 None"}, answers
+    assert answers["/readyz/web"] in {"200 None", "503 None"}, answers
 
 
 @pytest.mark.parametrize(

@@ -63,21 +63,31 @@ def test_it_answers_healthz_while_alive(client):
     assert response.json() == {"status": "alive"}
 
 
-def test_it_is_ready_but_degraded_without_an_ingest_consumer(client, db, no_workers):
-    # A web process still accepts scores (they wait in the queues): it stays in the pool.
+def test_it_is_not_ready_without_an_ingest_consumer(client, db, no_workers):
     response = client.get("/readyz")
-    assert response.status_code == 200
+    assert response.status_code == 503
     body = response.json()
-    assert body["ready"] is True and body["failed"] == []
+    assert body["ready"] is False
     assert body["checks"]["database"] == "ok" and body["checks"]["redis"] == "ok" and body["checks"]["broker"] == "ok"
-    assert body["degraded"] == [f"consumer:{name}" for name in ingest_queue_names()]
+    assert body["failed"] == [f"consumer:{name}" for name in ingest_queue_names()]
     assert set(body["checks"][f"consumer:{name}"] for name in ingest_queue_names()) == {"no consumer"}
 
 
-def test_it_is_ready_but_degraded_while_redis_is_unreachable(client, db, no_workers, settings):
+def test_a_web_process_is_ready_but_degraded_without_an_ingest_consumer(client, db, no_workers):
+    # It still accepts scores (they wait in the queues): it stays in the load balancer.
+    response = client.get("/readyz/web")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ready"] is True and body["failed"] == []
+    assert body["degraded"] == [f"consumer:{name}" for name in ingest_queue_names()]
+
+
+def test_a_web_process_is_ready_but_degraded_while_redis_is_unreachable(client, db, no_workers, settings):
     # Reads fall back to the database and the throttle lets requests by: degraded, not down.
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
-    response = client.get("/readyz")
+    stack = client.get("/readyz")
+    assert stack.status_code == 503 and "redis" in stack.json()["failed"]
+    response = client.get("/readyz/web")  # the same reading, a second within the memo
     assert response.status_code == 200
     body = response.json()
     assert body["ready"] is True and body["failed"] == []
@@ -85,7 +95,7 @@ def test_it_is_ready_but_degraded_while_redis_is_unreachable(client, db, no_work
     assert body["degraded"][0] == "redis"
 
 
-def test_it_is_not_ready_while_the_database_is_unreachable(client, db, no_workers):
+def test_nothing_is_ready_while_the_database_is_unreachable(client, db, no_workers):
     from django.db import connections
 
     # This process's connection, pointed at a port nothing listens on, then put back.
@@ -94,15 +104,15 @@ def test_it_is_not_ready_while_the_database_is_unreachable(client, db, no_worker
     conn.close()
     conn.settings_dict["PORT"] = "1"
     try:
-        response = client.get("/readyz")
+        answers = [client.get("/readyz"), client.get("/readyz/web")]
     finally:
         conn.close()
         conn.settings_dict.clear()
         conn.settings_dict.update(saved)
-    assert response.status_code == 503
-    body = response.json()
-    assert body["ready"] is False and body["failed"] == ["database"]
-    assert body["checks"]["database"] == "error: OperationalError"
+    assert [answer.status_code for answer in answers] == [503, 503]
+    web = answers[1].json()
+    assert web["ready"] is False and web["failed"] == ["database"]
+    assert web["checks"]["database"] == "error: OperationalError"
 
 
 def test_it_checks_readiness_at_most_once_a_second_per_process(client, db, no_workers, monkeypatch):
@@ -117,7 +127,7 @@ def test_it_checks_readiness_at_most_once_a_second_per_process(client, db, no_wo
 
     monkeypatch.setattr(health, "broker_connection", counted)
     answers = {client.get("/readyz").status_code for _ in range(5)}
-    assert answers == {200} and len(opened) == 1
+    assert answers == {503} and len(opened) == 1
 
 
 @pytest.mark.pipeline
