@@ -17,6 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leaderboard_project.pagination import SlugCursorPagination
+from rankings.board_changes import leaderboard_update
+from rankings.deletion import board_deletion_start
 from rankings.models import Leaderboard
 from rankings.period_api import PERIOD_PARAMETER, read_period
 from rankings.period_selectors import top_strategy
@@ -30,8 +32,10 @@ from rankings.selectors import (
     render_json,
 )
 from rankings.serializers import (
+    LeaderboardDeletingSerializer,
     LeaderboardInputSerializer,
     LeaderboardOutputSerializer,
+    LeaderboardUpdateSerializer,
     RankRangeOutputSerializer,
     RankRangeQuerySerializer,
     TopOutputSerializer,
@@ -117,12 +121,58 @@ class LeaderboardListView(generics.ListAPIView):
         return Response(LeaderboardOutputSerializer(board).data, status=status.HTTP_201_CREATED)
 
 
+_ADMIN_ERRORS = {
+    401: OpenApiResponse(description="No or unknown key"),
+    403: OpenApiResponse(description="Not an admin key"),
+    404: OpenApiResponse(description="Unknown board"),
+    429: OpenApiResponse(description="Throttled"),
+}
+
+
 class LeaderboardDetailView(APIView):
-    authentication_classes: list = []  # public reads: no key needed, none checked
+    """GET reads a board (public); PATCH changes its name, size or points range, DELETE
+    deletes it (admin key)."""
+
+    throttle_classes = [ApiKeyRateThrottle]
+
+    def get_permissions(self) -> list:
+        return [HasAdminKey()] if self.request.method in ("PATCH", "DELETE") else []
+
+    def get_authenticators(self) -> list:
+        # The read is public: no key needed, none checked.
+        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
+        return super().get_authenticators() if request is None or request.method != "GET" else []
+
+    def get_throttles(self) -> list:
+        return super().get_throttles() if self.request.method != "GET" else []
 
     @extend_schema(responses={200: LeaderboardOutputSerializer, 404: OpenApiResponse(description="Unknown board")})
     def get(self, request: Request, slug: str) -> Response:
         return Response(LeaderboardOutputSerializer(board_or_404(slug)).data)
+
+    @extend_schema(
+        request=LeaderboardUpdateSerializer,
+        responses={
+            200: LeaderboardOutputSerializer,
+            400: OpenApiResponse(description="Invalid fields, or a field fixed once the board exists"),
+            **_ADMIN_ERRORS,
+        },
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        board = board_or_404(slug)
+        changes = LeaderboardUpdateSerializer(data=request.data, context={"leaderboard": board})
+        changes.is_valid(raise_exception=True)
+        board = leaderboard_update(leaderboard=board, changes=dict(changes.validated_data))
+        return Response(LeaderboardOutputSerializer(board).data)
+
+    @extend_schema(request=None, responses={202: LeaderboardDeletingSerializer, **_ADMIN_ERRORS})
+    def delete(self, request: Request, slug: str) -> Response:
+        board = board_or_404(slug)
+        # Gone for readers and ingest at once; its rows go in the background (a lost task
+        # is sent again by the beat's "resume board deletions").
+        board_deletion_start(leaderboard=board)
+        body = {"leaderboard": slug, "status": "deleting"}
+        return Response(LeaderboardDeletingSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

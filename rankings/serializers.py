@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from leaderboard_project.serializers import KnownFieldsOnly
+from leaderboard_project.serializers import JSONIntegerField, KnownFieldsOnly
 from rankings.models import INT64_MAX, INT64_MIN, Leaderboard, id_validator
 
 BOARD_PERIOD_FIELDS = ["reset", "reset_timezone", "keep_periods"]
@@ -24,6 +24,47 @@ class LeaderboardInputSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         if attrs["min_points"] > attrs["max_points"]:
             raise serializers.ValidationError({"max_points": ["Must be at least min_points."]})
         return attrs
+
+
+# Fixed once a board exists: they shape its stored rows, keys and periods.
+BOARD_FIXED_FIELDS = ["slug", "order", "aggregation", *BOARD_PERIOD_FIELDS]
+
+
+class LeaderboardUpdateSerializer(serializers.Serializer):
+    """PATCH: any of name, top_n, min_points, max_points; a fixed field is refused by name."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    top_n = JSONIntegerField(min_value=1, max_value=1000, required=False)
+    min_points = JSONIntegerField(min_value=INT64_MIN, max_value=INT64_MAX, required=False)
+    max_points = JSONIntegerField(min_value=INT64_MIN, max_value=INT64_MAX, required=False)
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, dict):
+            errors = {
+                name: (
+                    ["Fixed once the leaderboard is created."]
+                    if name in BOARD_FIXED_FIELDS
+                    else [f"Unknown field; the fields are {', '.join(self.fields)}."]
+                )
+                for name in data
+                if name not in self.fields
+            }
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict) -> dict:
+        board: Leaderboard = self.context["leaderboard"]
+        low, high = attrs.get("min_points", board.min_points), attrs.get("max_points", board.max_points)
+        if low > high:
+            field = "max_points" if "max_points" in attrs else "min_points"
+            raise serializers.ValidationError({field: [f"min_points ({low}) must not exceed max_points ({high})."]})
+        return attrs
+
+
+class LeaderboardDeletingSerializer(serializers.Serializer):
+    leaderboard = serializers.CharField()
+    status = serializers.CharField(help_text='"deleting": its data goes in the background')
 
 
 class LeaderboardOutputSerializer(serializers.ModelSerializer):

@@ -3,8 +3,9 @@
 from celery import shared_task
 from django.conf import settings
 
-from rankings.deletion import DELETE_BOARD_TASK, board_delete_step
+from rankings.deletion import DELETE_BOARD_TASK, board_delete_step, board_deletions_resume
 from tasks.errors import TRANSIENT_ERRORS
+from tasks.maintenance import ScheduledTask
 
 
 @shared_task(
@@ -25,3 +26,8 @@ def delete_board(leaderboard_id: int) -> bool:
     if not done:
         delete_board.apply_async(args=[leaderboard_id], ignore_result=True)
     return done
+
+
+@shared_task(base=ScheduledTask, name="tasks.cleanup.resume_board_deletions", expires=55)
+def resume_board_deletions() -> int:
+    return board_deletions_resume()

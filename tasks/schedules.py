@@ -25,5 +25,8 @@ SCHEDULES = [
     # An erasure left unfinished (its task lost) holds back ingest batches with the user's
     # later events: send it again soon.
     Schedule("resume lost erasures", "tasks.maintenance.resume_erasures", every_seconds=60, expires_seconds=55),
+    # A board marked for deletion whose clean-up task was lost (a broker down at the
+    # request) would keep its rows for good: send the task again.
+    Schedule("resume board deletions", "tasks.cleanup.resume_board_deletions", every_seconds=60, expires_seconds=55),
     Schedule("purge old event ids", "tasks.maintenance.purge_event_ids", every_seconds=3600, expires_seconds=3000),
 ]
