@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, HttpResponseNotModified
 from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from kombu.exceptions import OperationalError as BrokerOperationalError
 from rest_framework import generics, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
@@ -17,8 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leaderboard_project.pagination import SlugCursorPagination
+from rankings.api_inputs import TaskUnavailable, no_body_or_400, user_id_or_400
 from rankings.board_changes import leaderboard_update
 from rankings.deletion import board_deletion_start
+from rankings.entry_deletion import EntryRef, entry_delete_task_send, entry_deletion_start
 from rankings.models import Leaderboard
 from rankings.period_api import PERIOD_PARAMETER, read_period
 from rankings.period_selectors import top_strategy
@@ -32,6 +35,7 @@ from rankings.selectors import (
     render_json,
 )
 from rankings.serializers import (
+    EntryDeletingSerializer,
     LeaderboardDeletingSerializer,
     LeaderboardInputSerializer,
     LeaderboardOutputSerializer,
@@ -244,8 +248,45 @@ class LeaderboardTopView(APIView):
 
 
 class LeaderboardUserView(APIView):
-    authentication_classes: list = []  # public reads: no key needed, none checked
+    """GET reads a user's rank (public); DELETE removes the user's entry on this board,
+    every period (admin key), finished in the background (rankings.entry_deletion)."""
+
     content_negotiation_class = JsonOnly
+    throttle_classes = [ApiKeyRateThrottle]
+
+    def get_permissions(self) -> list:
+        return [HasAdminKey()] if self.request.method == "DELETE" else []
+
+    def get_authenticators(self) -> list:
+        # The read is public: no key needed, none checked.
+        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
+        return super().get_authenticators() if request is None or request.method != "GET" else []
+
+    def get_throttles(self) -> list:
+        return super().get_throttles() if self.request.method != "GET" else []
+
+    @extend_schema(
+        operation_id="v1_leaderboards_users_delete",
+        request=None,
+        responses={
+            202: EntryDeletingSerializer,
+            400: OpenApiResponse(description="Bad user id, or a body"),
+            503: OpenApiResponse(description="Recorded, but the queue is away: send it again"),
+            **_ADMIN_ERRORS,
+        },
+    )
+    def delete(self, request: Request, slug: str, user_id: str) -> Response:
+        board = board_or_404(slug)
+        user_id = user_id_or_400(user_id)
+        no_body_or_400(request)
+        entry_deletion_start(leaderboard=board, user_id=user_id)
+        try:
+            entry_delete_task_send(EntryRef(user_id, board.id))
+        except (BrokerOperationalError, OSError) as exc:
+            # The tombstone is written: the beat resends the task within about a minute.
+            raise TaskUnavailable() from exc
+        body = {"user_id": user_id, "status": "deleting"}
+        return Response(EntryDeletingSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         parameters=[

@@ -1,24 +1,18 @@
 """Endpoints about one user: hide or show them on a board, erase them everywhere (admin key)."""
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import RedisError
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from rankings.api import board_or_404
+from rankings.api_inputs import SyncUnavailable, TaskUnavailable, no_body_or_400, user_id_or_400
 from rankings.erasure import erase_task_send, user_erasure_start
 from rankings.hiding import user_hide, user_unhide
-from rankings.models import id_validator
 from scores.auth import ApiKeyRateThrottle, HasAdminKey
-
-
-class UserIdSerializer(serializers.Serializer):
-    user_id = serializers.CharField(max_length=64, validators=[id_validator], trim_whitespace=False)
 
 
 class HiddenOutputSerializer(serializers.Serializer):
@@ -30,33 +24,6 @@ class ErasingOutputSerializer(serializers.Serializer):
     user_id = serializers.CharField()
     status = serializers.CharField(help_text='"erasing": finished in the background')
     erased_us = serializers.IntegerField(help_text="events accepted up to this time (µs) are erased")
-
-
-class SyncUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "Recorded, but Redis could not be updated; send the same request again."
-    default_code = "service_unavailable"
-
-
-class TaskUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "Recorded, but the queue is unavailable; send the same request again."
-    default_code = "service_unavailable"
-
-
-def _user_id(user_id: str) -> str:
-    query = UserIdSerializer(data={"user_id": user_id})
-    query.is_valid(raise_exception=True)
-    return query.validated_data["user_id"]
-
-
-def _no_body(request: Request) -> None:
-    """These requests take no body: any field in one is refused by name, not ignored."""
-    data: Any = request.data
-    if isinstance(data, dict) and data:
-        raise serializers.ValidationError({name: ["Unknown field: this request takes no body."] for name in data})
-    if data and not isinstance(data, dict):
-        raise serializers.ValidationError({"non_field_errors": ["This request takes no body."]})
 
 
 _ERRORS = {
@@ -77,8 +44,8 @@ class UserHideView(APIView):
 
     def _set(self, request: Request, slug: str, user_id: str, *, hidden: bool) -> Response:
         board = board_or_404(slug)
-        user_id = _user_id(user_id)
-        _no_body(request)
+        user_id = user_id_or_400(user_id)
+        no_body_or_400(request)
         try:
             (user_hide if hidden else user_unhide)(leaderboard=board, user_id=user_id)
         except RedisError as exc:
@@ -119,8 +86,8 @@ class UserEraseView(APIView):
         },
     )
     def delete(self, request: Request, user_id: str) -> Response:
-        user_id = _user_id(user_id)
-        _no_body(request)
+        user_id = user_id_or_400(user_id)
+        no_body_or_400(request)
         tombstone = user_erasure_start(user_id=user_id)
         try:
             erase_task_send(user_id=user_id)

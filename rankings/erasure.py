@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 ERASE_USER_TASK = "tasks.maintenance.erase_user"
 # How long one task run waits for older transactions before it is sent again.
-_WAIT_SECONDS = 5.0
+WAIT_SECONDS = 5.0
 
 
 def user_erasure_start(*, user_id: str) -> ErasedUser:
@@ -74,7 +74,7 @@ def erase_task_send(
     celery_app.send_task(ERASE_USER_TASK, kwargs=kwargs, countdown=countdown, ignore_result=True)
 
 
-def _database_now() -> datetime:
+def database_now() -> datetime:
     with connection.cursor() as cursor:
         cursor.execute("SELECT clock_timestamp()")
         return cursor.fetchone()[0]
@@ -92,7 +92,7 @@ def _older_transactions(cutoff: datetime) -> int:
         return int(cursor.fetchone()[0])
 
 
-def _older_transactions_wait(cutoff: datetime, budget_seconds: float) -> bool:
+def older_transactions_wait(cutoff: datetime, budget_seconds: float) -> bool:
     deadline = time.monotonic() + budget_seconds
     while _older_transactions(cutoff):
         if time.monotonic() > deadline:
@@ -124,7 +124,7 @@ def _rows_delete(user_id: str) -> list[tuple[int, str]]:
     return pending
 
 
-def _rankings_clean(user_id: str, pending: list[tuple[int, str]]) -> None:
+def rankings_clean(user_id: str, pending: list[tuple[int, str]]) -> None:
     client = cache.redis_client()
     boards = leaderboards_by_id({board_id for board_id, _ in pending})
     for board_id, period in pending:
@@ -145,18 +145,18 @@ class EraseStep:
     erased_us: int | None = None
 
 
-def user_erase_step(*, user_id: str, cutoff: datetime | None, wait_seconds: float = _WAIT_SECONDS) -> EraseStep:
+def user_erase_step(*, user_id: str, cutoff: datetime | None, wait_seconds: float = WAIT_SECONDS) -> EraseStep:
     """Steps 1 to 3 (see the module). Safe to run again: every step is idempotent."""
     tombstone = ErasedUser.objects.filter(user_id=user_id).first()
     if tombstone is None or tombstone.finished_at is not None:
         return EraseStep("done")
     # The task runs after the tombstone's commit: every transaction that started before
     # it committed also started before this instant.
-    cutoff = cutoff or _database_now()
-    if not _older_transactions_wait(cutoff, wait_seconds):
+    cutoff = cutoff or database_now()
+    if not older_transactions_wait(cutoff, wait_seconds):
         return EraseStep("waiting", cutoff)
     pending = _rows_delete(user_id)
-    _rankings_clean(user_id, pending)
+    rankings_clean(user_id, pending)
     return EraseStep("grace", cutoff, tombstone.erased_us)
 
 

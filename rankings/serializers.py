@@ -67,6 +67,11 @@ class LeaderboardDeletingSerializer(serializers.Serializer):
     status = serializers.CharField(help_text='"deleting": its data goes in the background')
 
 
+class EntryDeletingSerializer(serializers.Serializer):
+    user_id = serializers.CharField()
+    status = serializers.CharField(help_text='"deleting": removed from every period once drained')
+
+
 class LeaderboardOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Leaderboard

@@ -160,3 +160,26 @@ class ApiKey(models.Model):
 
     def may_write(self, leaderboard: Leaderboard) -> bool:
         return self.is_admin or self.leaderboard_id is None or self.leaderboard_id == leaderboard.id
+
+
+class DeletedEntry(models.Model):
+    """One user's entry deleted on one board (``DELETE …/{slug}/users/{id}``): the same
+    tombstone as ``ErasedUser``, for one board. Events of the user on that board accepted
+    at or before ``deleted_us`` are dropped however late they are applied; later ones
+    count afresh once the deletion finished. Distributed by user_id and colocated with the
+    scores, read by ingest in the user's transaction; purged like the erasures.
+    """
+
+    pk = models.CompositePrimaryKey("user_id", "leaderboard_id")
+    user_id = models.CharField(max_length=64, db_collation="C")
+    # A plain id, not a foreign key: a board deleted meanwhile leaves its tombstones to
+    # the purge, not to a cascade over every row.
+    leaderboard_id = models.BigIntegerField()
+    deleted_us = models.BigIntegerField()
+    requested_at = models.DateTimeField()
+    # Periods whose rows the task deleted and whose index and top-N are left to clean.
+    pending = models.JSONField(default=list, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} deleted from board {self.leaderboard_id} at {self.deleted_us}"

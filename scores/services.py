@@ -41,7 +41,7 @@ from scores.admission import admission_check
 from scores.citus import scores_distributed, user_shards
 from scores.publisher import BrokerUnavailable, ingest_publisher
 from scores.submission import SubmittedEvent, submitted_event
-from scores.tombstones import Tombstone, is_erased, tombstones_read
+from scores.tombstones import Tombstones, is_erased, tombstones_read
 from tasks.messages import ChangedRow, Row, ScoreEvent
 
 logger = logging.getLogger(__name__)
@@ -345,11 +345,11 @@ def _fresh_events(
     boards: dict[int, Leaderboard],
     unique: dict[EventKey, ScoreEvent],
     fresh_ids: set[EventKey],
-    tombstones: dict[str, Tombstone],
+    tombstones: Tombstones,
 ) -> _Fresh:
     found = _Fresh()
     for event_key, event in unique.items():
-        if is_erased(tombstones.get(event.user_id), event.accepted_us):
+        if is_erased(tombstones.of(event.user_id, event.leaderboard_id), event.accepted_us):
             # Dropped, and its row not handed off (the erasure removes it); its id is
             # recorded, so a resend of it is not counted later either.
             continue
@@ -533,7 +533,7 @@ def _apply_in_one(
     boards: dict[int, Leaderboard],
     unique: dict[EventKey, ScoreEvent],
     applied_at: datetime,
-    tombstones: dict[str, Tombstone],
+    tombstones: Tombstones,
 ) -> _Applied:
     """Plain PostgreSQL: the event ids in one statement, then one per group."""
     statements = _ArrayStatements(cursor)
@@ -549,7 +549,7 @@ def _apply_by_shard(
     boards: dict[int, Leaderboard],
     unique: dict[EventKey, ScoreEvent],
     applied_at: datetime,
-    tombstones: dict[str, Tombstone],
+    tombstones: Tombstones,
 ) -> _Applied:
     """Citus: the statements of each shard alone, in ascending shard id; the event ids of
     every shard first (one pipeline), then the score rows of every shard (another)."""

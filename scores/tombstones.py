@@ -1,4 +1,5 @@
-"""Ingest's side of erasing a user: the tombstones of the users in a batch.
+"""Ingest's side of erasing a user (every board) or deleting one entry (one board): the
+tombstones of the users in a batch.
 
 An erased user's events accepted at or before the erasure (``erased_us``, on the clock
 of ``ScoreEvent.accepted_us``) may still wait in a queue when the erasure runs: ingest
@@ -9,7 +10,7 @@ deleted with it. Such a batch waits (``ErasureInProgress``, retried like an outa
 erasures take seconds.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.backends.utils import CursorWrapper
 
@@ -24,24 +25,45 @@ class Tombstone:
     finished: bool
 
 
-def tombstones_read(cursor: CursorWrapper, user_ids: str | list[str]) -> dict[str, Tombstone]:
-    """The tombstones of these users: one lookup on the table's key, in the caller's
+@dataclass(frozen=True)
+class Tombstones:
+    """A batch's tombstones: per user (erased everywhere) and per (user, board)."""
+
+    users: dict[str, Tombstone] = field(default_factory=dict)
+    entries: dict[tuple[str, int], Tombstone] = field(default_factory=dict)
+
+    def of(self, user_id: str, leaderboard_id: int) -> list[Tombstone]:
+        found = [self.users.get(user_id), self.entries.get((user_id, leaderboard_id))]
+        return [tombstone for tombstone in found if tombstone is not None]
+
+
+def tombstones_read(cursor: CursorWrapper, user_ids: str | list[str]) -> Tombstones:
+    """The tombstones of these users: one lookup on each table's key, in the caller's
     transaction (so the task's wait for older transactions covers this batch). ``user_ids``
     is a list or a PostgreSQL array literal (``scores.services._text_array``)."""
     cursor.execute(
-        "SELECT user_id, erased_us, finished_at IS NOT NULL FROM scores_eraseduser WHERE user_id = ANY(%s::text[])",
-        [user_ids],
+        """SELECT user_id, NULL, erased_us, finished_at IS NOT NULL FROM scores_eraseduser
+            WHERE user_id = ANY(%s::text[])
+           UNION ALL
+           SELECT user_id, leaderboard_id, deleted_us, finished_at IS NOT NULL FROM scores_deletedentry
+            WHERE user_id = ANY(%s::text[])""",
+        [user_ids, user_ids],
     )
-    return {user_id: Tombstone(erased_us, finished) for user_id, erased_us, finished in cursor.fetchall()}
+    found = Tombstones()
+    for user_id, leaderboard_id, cut_us, finished in cursor.fetchall():
+        if leaderboard_id is None:
+            found.users[user_id] = Tombstone(cut_us, finished)
+        else:
+            found.entries[(user_id, leaderboard_id)] = Tombstone(cut_us, finished)
+    return found
 
 
-def is_erased(tombstone: Tombstone | None, accepted_us: int) -> bool:
-    """Whether an event accepted then is erased (dropped); raises while an erasure of a
-    later event's user is still running."""
-    if tombstone is None:
-        return False
-    if accepted_us <= tombstone.erased_us:
+def is_erased(tombstones: list[Tombstone], accepted_us: int) -> bool:
+    """Whether an event accepted then is erased (dropped) by any of its tombstones; raises
+    while an erasure or entry deletion of a later event's user is still running."""
+    if any(accepted_us <= tombstone.erased_us for tombstone in tombstones):
         return True
-    if not tombstone.finished:
-        raise ErasureInProgress(f"erasure of a user of this batch is still running (erased at {tombstone.erased_us})")
+    for tombstone in tombstones:
+        if not tombstone.finished:
+            raise ErasureInProgress(f"erasure of a user of this batch is still running (at {tombstone.erased_us})")
     return False

@@ -13,6 +13,15 @@ from django.utils import timezone
 
 from operations.reconcile import reconcile_mark
 from rankings.cache import redis_client
+from rankings.entry_deletion import (
+    DELETE_ENTRY_TASK,
+    EntryRef,
+    deleted_entries_purge,
+    entry_delete_finish,
+    entry_delete_step,
+    entry_delete_task_send,
+    entry_deletions_resume,
+)
 from rankings.erasure import ERASE_USER_TASK, erase_task_send, erasures_resume, user_erase_finish, user_erase_step
 from rankings.period_upkeep import PERIOD_UPKEEP_TASK, periods_upkeep
 from rankings.selectors import leaderboards_by_id
@@ -57,6 +66,7 @@ def reconcile_board(leaderboard_id: int, period: str) -> None:
 @shared_task(base=ScheduledTask, name="tasks.maintenance.purge_event_ids", expires=3500)
 def purge_event_ids() -> int:
     erased_users_purge()
+    deleted_entries_purge()
     return processed_events_purge()
 
 
@@ -64,7 +74,7 @@ def purge_event_ids() -> int:
 def resume_erasures() -> int:
     """Erasures whose task was lost: ingest holds back a batch with a later event of such a
     user until the erasure finishes, so waiting an hour for the purge would stall it."""
-    return erasures_resume()
+    return erasures_resume() + entry_deletions_resume()
 
 
 @shared_task(
@@ -85,6 +95,31 @@ def erase_user(user_id: str, cutoff: str | None = None, finish_erased_us: int | 
     elif step.outcome == "grace":
         erase_task_send(
             user_id=user_id, finish_erased_us=step.erased_us, countdown=settings.LEADERBOARD_ERASE_GRACE_SECONDS
+        )
+    return step.outcome
+
+
+@shared_task(
+    name=DELETE_ENTRY_TASK,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=None,
+)
+def delete_entry(
+    user_id: str, leaderboard_id: int, cutoff: str | None = None, finish_deleted_us: int | None = None
+) -> str:
+    """Delete one user's entry on one board (rankings.entry_deletion), as erase_user does
+    for every board: delete, then a grace period later finish."""
+    entry = EntryRef(user_id, leaderboard_id)
+    if finish_deleted_us is not None:
+        return entry_delete_finish(entry=entry, deleted_us=finish_deleted_us).outcome
+    step = entry_delete_step(entry=entry, cutoff=datetime.fromisoformat(cutoff) if cutoff else None)
+    if step.outcome == "waiting":
+        entry_delete_task_send(entry, cutoff=step.cutoff, countdown=1)
+    elif step.outcome == "grace":
+        entry_delete_task_send(
+            entry, finish_deleted_us=step.erased_us, countdown=settings.LEADERBOARD_ERASE_GRACE_SECONDS
         )
     return step.outcome
 
