@@ -15,6 +15,7 @@ from rankings.api import (
     LeaderboardDetailView,
     LeaderboardListView,
     LeaderboardRanksView,
+    LeaderboardResetView,
     LeaderboardTopView,
     LeaderboardUsersView,
     LeaderboardUserView,
@@ -46,6 +47,7 @@ api_v1 = [
     api_path("leaderboards/<str:slug>/ranks", LeaderboardRanksView.as_view(), name="leaderboard-ranks"),
     api_path("leaderboards/<str:slug>/users", LeaderboardUsersView.as_view(), name="leaderboard-users"),
     api_path("leaderboards/<str:slug>/periods", LeaderboardPeriodsView.as_view(), name="leaderboard-periods"),
+    api_path("leaderboards/<str:slug>/reset", LeaderboardResetView.as_view(), name="leaderboard-reset"),
     api_path("leaderboards/<str:slug>/users/<str:user_id>/hide", UserHideView.as_view(), name="leaderboard-user-hide"),
     api_path("users/<str:user_id>", UserEraseView.as_view(), name="user-erase"),
 ]

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from leaderboard_project.pagination import SlugCursorPagination
 from rankings.api_inputs import TaskUnavailable, no_body_or_400, user_id_or_400
-from rankings.board_changes import leaderboard_update
+from rankings.board_changes import NotManual, board_reset, leaderboard_update
 from rankings.deletion import board_deletion_start
 from rankings.entry_deletion import EntryRef, entry_delete_task_send, entry_deletion_start
 from rankings.models import Leaderboard
@@ -35,6 +35,7 @@ from rankings.selectors import (
     render_json,
 )
 from rankings.serializers import (
+    BoardResetSerializer,
     EntryDeletingSerializer,
     LeaderboardDeletingSerializer,
     LeaderboardInputSerializer,
@@ -347,3 +348,29 @@ class LeaderboardUsersView(APIView):
         period = read_period(request, board)
         entries = leaderboard_ranks_of(leaderboard=board, period=period, user_ids=query.validated_data["ids"])
         return Response({"leaderboard": board.slug, "period": period, "entries": entries})
+
+
+class LeaderboardResetView(APIView):
+    """POST closes a manual board's current version and starts the next (admin key)."""
+
+    permission_classes = [HasAdminKey]
+    throttle_classes = [ApiKeyRateThrottle]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: BoardResetSerializer,
+            400: OpenApiResponse(description="The board does not reset manually, or a body"),
+            **_ADMIN_ERRORS,
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        board = board_or_404(slug)
+        no_body_or_400(request)
+        try:
+            done = board_reset(leaderboard=board)
+        except NotManual as exc:
+            detail = f'This board resets "{exc}", not manually: only a board made with reset "manual" is reset here.'
+            raise serializers.ValidationError({"reset": [detail]}) from exc
+        body = {"leaderboard": board.slug, "closed": done.closed, "current": done.current}
+        return Response(BoardResetSerializer(body).data)

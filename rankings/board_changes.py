@@ -1,4 +1,5 @@
-"""Changing a live board through the API: its name, size and points range (PATCH).
+"""Changing a live board through the API: its name, size and points range (PATCH), and
+a manual board's reset (``POST …/reset``).
 
 ``top_n`` shapes what the pipeline keeps: each ingest commit cuts its partial to the
 board's top-K, and each root cuts the merged list to it. A larger ``top_n`` therefore
@@ -8,12 +9,19 @@ a root still cutting at the old size may publish in between. A smaller one is cu
 next root too, but the same two rebuilds make it exact at once.
 """
 
+import time
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import transaction
 
 from leaderboard_project.celery import app as celery_app
-from rankings.models import Leaderboard, TopN
+from rankings import cache
+from rankings.models import Leaderboard, Reset, TopN
+from rankings.period_upkeep import period_open
+from rankings.periods import period_at
 from rankings.services import REPAIR_BOARD_TASK, topn_rebuild
+from scores.services import now_micros
 
 # What a PATCH may change; the ranking fields (order, aggregation, periods) and the slug
 # shape stored rows and keys, and are fixed once the board exists.
@@ -45,3 +53,43 @@ def leaderboard_update(*, leaderboard: Leaderboard, changes: dict[str, object]) 
                 ignore_result=True,
             )
     return board
+
+
+class NotManual(Exception):
+    """The board resets on a schedule (or never), not by hand."""
+
+
+@dataclass(frozen=True)
+class BoardReset:
+    closed: str
+    current: str
+
+
+def _reset_margin_us() -> int:
+    # Every process reads the board's new resets within the memo check interval; the
+    # reset takes effect after that, so no process still stamps or applies an event of
+    # the new version into the old one. Doubled, plus a little, for a check just missed.
+    return int((2 * settings.LEADERBOARD_BOARD_MEMO_CHECK_SECONDS + 0.5) * 1_000_000)
+
+
+def board_reset(*, leaderboard: Leaderboard) -> BoardReset:
+    """Close the current version and start the next, at an instant a moment ahead (the
+    answer waits for it): events accepted before it count in the closed version, events
+    accepted after it in the new one. The closed version is kept, and readable, like any
+    past period; beat's period upkeep stores its final top-N a grace after its end."""
+    if leaderboard.reset != Reset.MANUAL:
+        raise NotManual(leaderboard.reset)
+    with transaction.atomic():
+        board = Leaderboard.objects.select_for_update().get(pk=leaderboard.pk)
+        resets = list(board.manual_resets)
+        at_us = max(now_micros() + _reset_margin_us(), (resets[-1] + 1) if resets else 0)
+        closed = period_at(board.period_rule(), at_us - 1).key
+        board.manual_resets = [*resets, at_us]
+        board.save(update_fields=["manual_resets"])  # bumps the boards version on commit
+    current = period_at(board.period_rule(), at_us).key
+    # Ready before its first event: an empty top-N and a complete (empty) rank index.
+    period_open(leaderboard=board, period=current, client=cache.redis_client())
+    wait_s = (at_us - now_micros()) / 1_000_000
+    if wait_s > 0:
+        time.sleep(wait_s)
+    return BoardReset(closed, current)

@@ -9,6 +9,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from rankings import periods
+from rankings.ordering import to_micros
 from scores.citus import citus_sequential_modify
 
 INT64_MIN = -(2**63)
@@ -28,6 +29,7 @@ class Reset(models.TextChoices):
     DAILY = periods.DAILY, "daily"
     WEEKLY = periods.WEEKLY, "weekly (ISO weeks, from Monday)"
     MONTHLY = periods.MONTHLY, "monthly"
+    MANUAL = periods.MANUAL, "manual (versions v1, v2, … by POST …/reset)"
 
 
 def validate_timezone(name: str) -> None:
@@ -75,6 +77,9 @@ class Leaderboard(models.Model):
     # Set when an operator deletes the board: it leaves the API and ingest at once, and a
     # maintenance task removes its rows in chunks and its Redis keys (tasks.cleanup).
     deleting = models.BooleanField(default=False, db_default=False, editable=False)
+    # A manual board's resets: the instants (µs, accepted-time clock, ascending) its
+    # versions end at; version n+1 is the current one (rankings.periods).
+    manual_resets = models.JSONField(default=list, blank=True, editable=False)
 
     objects = LeaderboardQuerySet.as_manager()
 
@@ -93,6 +98,9 @@ class Leaderboard(models.Model):
             return super().delete(using=using, keep_parents=keep_parents)
 
     def period_rule(self) -> periods.PeriodRule:
+        if self.reset == Reset.MANUAL:
+            origin = to_micros(self.created_at) if self.created_at else 0
+            return periods.PeriodRule(self.reset, self.reset_timezone, tuple(self.manual_resets), origin)
         return periods.PeriodRule(self.reset, self.reset_timezone)
 
     def current_period(self) -> str:
@@ -104,6 +112,9 @@ class Leaderboard(models.Model):
             return ALL_TIME
         # Ingest asks once per event and reads once per request: the last period found is
         # kept on this (per-process, memoized) board and answers while the instant is in it.
+        if self.reset == Reset.MANUAL:
+            # A version's end is a reset, known only from the row: no copy of it is kept.
+            return periods.period_at(self.period_rule(), accepted_us).key
         last = getattr(self, "_last_period", None)
         if last is None or not (last.starts_us <= accepted_us < last.ends_us):
             last = self._last_period = periods.period_at(self.period_rule(), accepted_us)

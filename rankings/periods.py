@@ -2,7 +2,9 @@
 of a key, parsing a key, the periods a board keeps.
 
 Keys are ``all`` (never resets), ``2026-11-28`` (daily), ``2026-W48`` (ISO week, from
-Monday 00:00) and ``2026-11`` (monthly), each in the board's time zone. Bounds are local
+Monday 00:00) and ``2026-11`` (monthly), each in the board's time zone, and ``v1``, ``v2``,
+… on a board an operator resets by hand (``manual``): version n runs from the (n-1)th
+reset's instant to the nth's, the current one has no end yet. Bounds are local
 midnights turned into instants by zoneinfo, so a day across a DST change lasts 23 or 25
 hours and consecutive periods always meet (one period's end is the next one's start).
 Instants are integer microseconds since the epoch, like the accepted-time stamps.
@@ -10,6 +12,7 @@ Instants are integer microseconds since the epoch, like the accepted-time stamps
 
 import re
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -19,6 +22,7 @@ NEVER = "never"
 DAILY = "daily"
 WEEKLY = "weekly"
 MONTHLY = "monthly"
+MANUAL = "manual"
 ALL_TIME = "all"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -28,6 +32,7 @@ _KEY_SHAPES = {
     DAILY: re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z"),
     WEEKLY: re.compile(r"(\d{4})-W(\d{2})\Z"),
     MONTHLY: re.compile(r"(\d{4})-(\d{2})\Z"),
+    MANUAL: re.compile(r"v([1-9]\d{0,8})\Z"),
 }
 
 
@@ -43,7 +48,8 @@ class PeriodUnknown(LookupError):
 @dataclass(frozen=True)
 class Period:
     key: str
-    # Bounds in µs since the epoch, [starts_us, ends_us); None for the one "all" period.
+    # Bounds in µs since the epoch, [starts_us, ends_us); None for the one "all" period
+    # (both) and for the current version of a manual board (its end).
     starts_us: int | None
     ends_us: int | None
 
@@ -57,6 +63,19 @@ class PeriodRule:
 
     reset: str
     timezone: str
+    # A manual board's reset instants (µs, ascending), and when its v1 began.
+    resets: tuple[int, ...] = ()
+    origin_us: int = 0
+
+
+def _version(rule: PeriodRule, number: int) -> Period:
+    starts = rule.resets[number - 2] if number >= 2 else rule.origin_us
+    ends = rule.resets[number - 1] if number - 1 < len(rule.resets) else None
+    return Period(f"v{number}", starts, ends)
+
+
+def _current_version(rule: PeriodRule) -> int:
+    return len(rule.resets) + 1
 
 
 def clock_us() -> int:
@@ -123,6 +142,8 @@ def period_at(rule: PeriodRule, instant_us: int) -> Period:
     """The period containing an instant."""
     if rule.reset == NEVER:
         return ALL_TIME_PERIOD
+    if rule.reset == MANUAL:
+        return _version(rule, bisect_right(rule.resets, instant_us) + 1)
     return _period_from_first_day(rule, _first_day(rule.reset, _local_date(instant_us, _zone(rule.timezone))))
 
 
@@ -130,6 +151,9 @@ def period_before(rule: PeriodRule, period: Period) -> Period | None:
     """The period just before ``period``; None for "all", which has none."""
     if period.starts_us is None:
         return None
+    if rule.reset == MANUAL:
+        number = int(period.key[1:])
+        return _version(rule, number - 1) if number > 1 else None
     return period_at(rule, period.starts_us - 1)
 
 
@@ -146,7 +170,7 @@ def _first_day_of_key(key: str) -> tuple[str, date]:
         match = shape.match(key)
         if match is None:
             continue
-        if kind == NEVER:
+        if kind in (NEVER, MANUAL):
             return kind, date.min
         numbers = [int(part) for part in match.groups()]
         try:
@@ -161,7 +185,8 @@ def _first_day_of_key(key: str) -> tuple[str, date]:
             raise PeriodMalformed(f"'{key}' names no real {kind} period: {exc}.") from exc
         return kind, first
     raise PeriodMalformed(
-        f"'{key}' is not a period key: use 'all', a day '2026-11-28', an ISO week '2026-W48' or a month '2026-11'."
+        f"'{key}' is not a period key: use 'all', a day '2026-11-28', an ISO week '2026-W48', a month '2026-11' "
+        "or a version 'v1'."
     )
 
 
@@ -173,6 +198,11 @@ def period_parse(rule: PeriodRule, key: str) -> Period:
         raise PeriodUnknown(f"This board resets {rule.reset}: it has no period '{key}'.")
     if kind == NEVER:
         return ALL_TIME_PERIOD
+    if kind == MANUAL:
+        number = int(key[1:])
+        if number > _current_version(rule):
+            raise PeriodUnknown(f"Version '{key}' has not started.")
+        return _version(rule, number)
     return _period_from_first_day(rule, first)
 
 
@@ -202,6 +232,14 @@ def period_readable(rule: PeriodRule, key: str, *, keep: int, now_us: int, creat
     PeriodMalformed or PeriodUnknown otherwise."""
     period = period_parse(rule, key)
     if rule.reset == NEVER:
+        return period
+    if rule.reset == MANUAL:
+        current = period_at(rule, now_us)
+        back = int(current.key[1:]) - int(key[1:])
+        if back < 0:
+            raise PeriodUnknown(f"Version '{key}' has not started.")
+        if back > keep:
+            raise PeriodUnknown(f"Version '{key}' is older than the {keep} past versions this board keeps.")
         return period
     _, first = _first_day_of_key(key)
     current_first = _first_day(rule.reset, _local_date(now_us, _zone(rule.timezone)))

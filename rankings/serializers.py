@@ -67,6 +67,12 @@ class LeaderboardDeletingSerializer(serializers.Serializer):
     status = serializers.CharField(help_text='"deleting": its data goes in the background')
 
 
+class BoardResetSerializer(serializers.Serializer):
+    leaderboard = serializers.CharField()
+    closed = serializers.CharField(help_text='the version just closed, e.g. "v1": readable with ?period= while kept')
+    current = serializers.CharField(help_text='the version events count in from now, e.g. "v2"')
+
+
 class EntryDeletingSerializer(serializers.Serializer):
     user_id = serializers.CharField()
     status = serializers.CharField(help_text='"deleting": removed from every period once drained')

@@ -9,6 +9,7 @@ import pytest
 
 from rankings.period_upkeep import period_close_due
 from rankings.periods import (
+    Period,
     PeriodMalformed,
     PeriodRule,
     PeriodUnknown,
@@ -155,3 +156,44 @@ def test_it_closes_after_the_grace_once_nothing_is_in_flight_or_after_the_longes
     assert period_close_due(ends_us=end, now_us=end + 60 * SECOND, in_flight=0)
     assert not period_close_due(ends_us=end, now_us=end + 60 * SECOND, in_flight=5)
     assert period_close_due(ends_us=end, now_us=end + 900 * SECOND, in_flight=5)
+
+
+# --- manual boards: versions ------------------------------------------------------------------
+
+
+def test_a_manual_board_counts_versions_between_its_resets():
+    rule = PeriodRule("manual", "UTC", resets=(1_000, 2_000), origin_us=10)
+    assert [period_at(rule, t).key for t in (10, 999, 1_000, 1_999, 2_000, 10**15)] == [
+        "v1",
+        "v1",
+        "v2",
+        "v2",
+        "v3",
+        "v3",
+    ]
+    assert period_at(rule, 500) == Period("v1", 10, 1_000)
+    assert period_at(rule, 2_500) == Period("v3", 2_000, None)  # the current one has no end yet
+    assert period_before(rule, period_at(rule, 1_500)).key == "v1"
+    assert period_before(rule, period_at(rule, 500)) is None
+    assert period_after(rule, period_at(rule, 2_500)) is None
+    assert [p.key for p in periods_kept(rule, keep=1, now_us=3_000, created_us=10)] == ["v3", "v2"]
+    assert [p.key for p in periods_kept(rule, keep=5, now_us=3_000, created_us=10)] == ["v3", "v2", "v1"]
+
+
+def test_a_manual_board_parses_versions_it_has_and_refuses_others():
+    rule = PeriodRule("manual", "UTC", resets=(1_000,), origin_us=10)
+    assert period_parse(rule, "v2") == Period("v2", 1_000, None)
+    for key in ("v0", "v01", "v", "V1", "v1.0"):
+        with pytest.raises(PeriodMalformed):
+            period_parse(rule, key)
+    with pytest.raises(PeriodUnknown, match="not started"):
+        period_parse(rule, "v3")
+    with pytest.raises(PeriodUnknown):
+        period_parse(PeriodRule("daily", "UTC"), "v1")  # another kind's key
+    with pytest.raises(PeriodUnknown):
+        period_parse(rule, "2026-11-28")
+    assert period_readable(rule, "v1", keep=1, now_us=5_000, created_us=10).key == "v1"
+    with pytest.raises(PeriodUnknown, match="older"):
+        period_readable(
+            PeriodRule("manual", "UTC", resets=(1_000, 2_000), origin_us=10), "v1", keep=1, now_us=5_000, created_us=10
+        )
