@@ -607,7 +607,7 @@ def _single_event_costs(run: dict[str, Any], c: str) -> list[Figure]:
         )
     )
     msgs = run["messages"]
-    missing = "no lbbench:backlog:messages counter (the web tier does not keep it)"
+    missing = "no lbbench:{backlog}:messages counter (the web tier does not keep it)"
     published = msgs["published_events"]
     figs.append(
         Figure(
@@ -626,7 +626,7 @@ def _single_event_costs(run: dict[str, Any], c: str) -> list[Figure]:
             "events",
             note=missing
             if msgs["messages"] is None or published is None
-            else f"{published:,} events published (lbbench:backlog:published)",
+            else f"{published:,} events published (lbbench:{{backlog}}:published)",
         )
     )
     txn = run["transactions"]

@@ -30,12 +30,13 @@ from rankings import cache
 from rankings import redis_keys as keys
 from rankings.ordering import Row
 
-# KEYS: pending, root-due, boards-with-rounds. ARGV: partial (or ""), claim TTL ms, board key.
-# Returns 1 when this push claimed the next root (the caller schedules it).
+# KEYS: pending, root-due (one board's slot: a Redis Cluster runs a script on one slot).
+# ARGV: partial (or ""), claim TTL ms. Returns 1 when this push claimed the next root
+# (the caller schedules it). The board joins the sweeper's set (a global key, another
+# slot) in a command of its own, sent before this one on the same connection.
 _PUSH = """
 if ARGV[1] ~= '' then
   redis.call('RPUSH', KEYS[1], ARGV[1])
-  redis.call('SADD', KEYS[3], ARGV[3])
 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
@@ -91,13 +92,15 @@ def boards_push(
     for push in pushes:
         if push.rows:
             cache.index_apply(pipe, push.leaderboard_id, push.period, push.rows, push.desc)
+        if push.partial:
+            # Before the partial: the sweeper may know of a board with nothing pending
+            # (it forgets it), never miss one whose partials wait.
+            pipe.sadd(keys.boards_with_rounds_key(), _board_key(push.leaderboard_id, push.period))
         push_keys = [
             keys.pending_key(push.leaderboard_id, push.period),
             keys.root_due_key(push.leaderboard_id, push.period),
-            keys.boards_with_rounds_key(),
         ]
-        args = [push.partial or b"", claim_ttl_ms, _board_key(push.leaderboard_id, push.period)]
-        cache.run_script(pipe, _PUSH, push_keys, args)
+        cache.run_script(pipe, _PUSH, push_keys, [push.partial or b"", claim_ttl_ms])
         claim_results.append(len(pipe) - 1)
     results = pipe.execute()
     return [push for push, at in zip(pushes, claim_results, strict=True) if results[at] == 1]
@@ -183,23 +186,20 @@ def board_rounds_state(client: Redis, leaderboard_id: int, period: str) -> tuple
     return bool(pending), int(rounds)
 
 
-# KEYS: pending, rounds, boards-with-rounds. ARGV: board key. Atomic, so a push that
-# lands between the check and the removal keeps its board in the set.
-_FORGET_IDLE = """
-if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then
-  redis.call('SREM', KEYS[3], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-
 def board_rounds_forget_if_idle(client: Redis, leaderboard_id: int, period: str) -> bool:
     """Drop a board with nothing pending and no open round from the sweeper's set (its
-    next push adds it again)."""
-    forget_keys = [
-        keys.pending_key(leaderboard_id, period),
-        keys.rounds_key(leaderboard_id, period),
-        keys.boards_with_rounds_key(),
-    ]
-    return bool(cache.run_script(client, _FORGET_IDLE, forget_keys, [_board_key(leaderboard_id, period)]))
+    next push adds it again).
+
+    The set is a global key and the board's keys live on the board's slot, so no script
+    can check and remove at once on a Redis Cluster: the board is removed, then checked
+    again, and put back when a partial arrived meanwhile (a push adds the board before it
+    pushes its partial, so whatever it pushed is seen by the second check or re-adds it).
+    """
+    member = _board_key(leaderboard_id, period)
+    if board_rounds_state(client, leaderboard_id, period) != (False, 0):
+        return False
+    client.srem(keys.boards_with_rounds_key(), member)
+    if board_rounds_state(client, leaderboard_id, period) == (False, 0):
+        return True
+    client.sadd(keys.boards_with_rounds_key(), member)
+    return False

@@ -48,7 +48,8 @@ class Backlog:
 
 
 def _counter_key(name: str) -> str:
-    return f"{settings.LEADERBOARD_REDIS_PREFIX}:backlog:{name}"
+    # One hash tag for the counters: the script reading them runs on one cluster slot.
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:{{backlog}}:{name}"
 
 
 def backlog_applied_queue(pipe: Pipeline, applied: int) -> None:
@@ -205,7 +206,8 @@ _FAIR_SHARE_FACTOR = 1.5
 
 
 def _share_key(second: int) -> str:
-    return f"{settings.LEADERBOARD_REDIS_PREFIX}:fair-share:{second}"
+    # One hash tag for every second: the script reads two seconds on one cluster slot.
+    return f"{settings.LEADERBOARD_REDIS_PREFIX}:{{fair-share}}:{second}"
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,19 @@ def test_it_keeps_a_round_whose_merge_came_back_short(make_board, settings):
     finish(board, claim(board))
     assert published(board) == db_top(board)
     assert rounds.board_rounds_state(client, board.id, period) == (False, 0)
+
+
+def test_the_sweeper_forgets_an_idle_board_and_keeps_one_with_partials(make_board, settings):
+    settings.LEADERBOARD_ROUND_TAKEOVER_MS = 0
+    board = make_board(top_n=3)
+    client = get_redis_connection("default")
+    period = board.current_period()
+    ingest(board, ("a", 5))
+    assert (board.id, period) in rounds.boards_with_rounds(client)
+    assert not rounds.board_rounds_forget_if_idle(client, board.id, period)  # a partial waits
+    assert (board.id, period) in rounds.boards_with_rounds(client)
+    finish(board, claim(board))
+    assert rounds.board_rounds_forget_if_idle(client, board.id, period)
+    assert (board.id, period) not in rounds.boards_with_rounds(client)
+    ingest(board, ("b", 7))  # the next push adds it again
+    assert (board.id, period) in rounds.boards_with_rounds(client)
