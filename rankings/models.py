@@ -1,6 +1,5 @@
 """Leaderboards (a Citus reference table) and their published top-N (distributed by board)."""
 
-from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -148,9 +147,6 @@ class TopN(models.Model):
 
     def __str__(self) -> str:
         return f"{self.leaderboard_id}/{self.period} v{self.version}"
-
-    def ranked(self) -> list[dict[str, Any]]:
-        return [{"rank": i, **entry} for i, entry in enumerate(self.entries, start=1)]
 
 
 @receiver(post_save, sender=Leaderboard)

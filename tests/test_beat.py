@@ -7,7 +7,7 @@ import time
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from tasks.beat import schedules_install
+from tasks.beat import CLAIM_SHARE, schedules_install
 from tests.checks import eventually
 from tests.conftest import Workers
 
@@ -42,8 +42,9 @@ def test_two_beats_run_a_schedule_once_per_interval(celery_workers: Workers, tra
         text = log.read()
     runs = _runs(text)
     print(f"[beat] two beats, one schedule every 1 s, {WINDOW_SECONDS} s: {runs} runs")
-    # One beat alone runs it about once a second; two must not run it more often.
-    assert WINDOW_SECONDS // 2 <= runs <= WINDOW_SECONDS + 1, runs
+    # One beat alone runs it about once a second; two, unclaimed, about twice. Claimed, a
+    # run is at least 90 % of the interval after the last (tasks.beat.CLAIM_SHARE).
+    assert WINDOW_SECONDS // 2 <= runs <= WINDOW_SECONDS / CLAIM_SHARE + 2, runs
 
 
 @pytest.mark.pipeline
