@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from rankings import cache, index_upkeep
+from rankings.board_changes import CHANGEABLE_FIELDS, NotManual, board_reset, leaderboard_update
 from rankings.deletion import board_deletion_start
 from rankings.hiding import user_hide, user_unhide
 from rankings.models import HiddenUser, Leaderboard, TopN
@@ -22,22 +23,33 @@ class LeaderboardAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     # Ranking fields shape stored scores and indexes; they are fixed once a board exists.
     # So are the periods: the keys of stored scores follow the reset and its time zone.
-    fixed_fields = [
-        "slug",
-        "order",
-        "aggregation",
-        "top_n",
-        "min_points",
-        "max_points",
-        "reset",
-        "reset_timezone",
-        "keep_periods",
-    ]
+    # The name, size and points range change as the API's PATCH changes them.
+    fixed_fields = ["slug", "order", "aggregation", "reset", "reset_timezone", "keep_periods"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Leaderboard | None = None) -> list[str]:
         return self.fixed_fields if obj is not None else []
 
-    actions = ["rebuild_top_n", "rebuild_rank_index"]
+    def save_model(self, request: HttpRequest, obj: Leaderboard, form: object, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Through the service: a new top_n has the open periods' top-N rebuilt.
+        changed = [name for name in getattr(form, "changed_data", []) if name in CHANGEABLE_FIELDS]
+        leaderboard_update(leaderboard=obj, changes={name: getattr(obj, name) for name in changed})
+
+    actions = ["rebuild_top_n", "rebuild_rank_index", "reset_now"]
+
+    @admin.action(description="Reset now (boards that reset manually): close the current version")
+    def reset_now(self, request: HttpRequest, queryset: QuerySet[Leaderboard]) -> None:
+        for board in queryset:
+            try:
+                done = board_reset(leaderboard=board)
+            except NotManual:
+                message = f"{board.slug} resets {board.reset}, not manually: left as it is."
+                self.message_user(request, message, messages.WARNING)
+                continue
+            message = f"{board.slug}: {done.closed} closed, {done.current} current."
+            self.message_user(request, message, messages.SUCCESS)
 
     @admin.action(description="Rebuild the top-N from the database")
     def rebuild_top_n(self, request: HttpRequest, queryset: QuerySet[Leaderboard]) -> None:

@@ -1,6 +1,5 @@
 """Leaderboards (a Citus reference table) and their published top-N (distributed by board)."""
 
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
@@ -87,6 +86,11 @@ class Leaderboard(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        # The admin's form; the API's serializers say the same.
+        if self.min_points > self.max_points:
+            raise ValidationError({"max_points": f"Must be at least min_points ({self.min_points})."})
 
     def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
         # Scores, event ids and top-N rows go first (on every shard), then the board (a

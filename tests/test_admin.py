@@ -118,16 +118,57 @@ def test_it_keeps_a_boards_ranking_fields_fixed(admin_client, make_board):
     url = reverse("admin:rankings_leaderboard_change", args=[board.pk])
     response = admin_client.get(url)
     assert response.status_code == 200
-    assert b'name="name"' in response.content
-    assert b'name="top_n"' not in response.content and b'name="order"' not in response.content
+    assert b'name="name"' in response.content and b'name="top_n"' in response.content  # as the API's PATCH
+    assert b'name="order"' not in response.content and b'name="reset"' not in response.content
 
-    response = admin_client.post(url, {"name": "New name", "top_n": "999", "order": "asc", "slug": "moved"})
+    form = {"name": "New name", "top_n": "10", "min_points": "0", "max_points": str(board.max_points)}
+    response = admin_client.post(url, {**form, "order": "asc", "slug": "moved", "reset": "daily"})
     assert response.status_code == 302, response.content
     board.refresh_from_db()
-    assert (board.name, board.top_n, board.order, board.slug) == ("New name", 10, "desc", "fixed")
+    assert (board.name, board.top_n, board.order, board.slug, board.reset) == ("New name", 10, "desc", "fixed", "never")
 
 
 def test_it_keeps_admin_pages_from_anonymous_users(client):
     response = client.get(reverse("admin:scores_score_changelist"))
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+def _change(admin_client, board, **fields):
+    form = {"name": board.name, "top_n": board.top_n, "min_points": board.min_points, "max_points": board.max_points}
+    return admin_client.post(reverse("admin:rankings_leaderboard_change", args=[board.pk]), {**form, **fields})
+
+
+def test_it_changes_a_boards_size_through_the_service_that_rebuilds_its_top_n(admin_client, make_board):
+    board = make_board(slug="resized", top_n=3)
+    for n in range(10):
+        make_score(board, f"u{n}", n + 1)
+    response = _change(admin_client, board, top_n=8)
+    assert response.status_code == 302, response.content
+    board.refresh_from_db()
+    assert board.top_n == 8
+    top = TopN.objects.get(leaderboard=board, period=board.current_period())
+    assert [row[0] for row in top.entries] == [f"u{n}" for n in range(9, 1, -1)]
+
+
+def test_it_refuses_a_points_range_upside_down(admin_client, make_board):
+    board = make_board(slug="ranged", min_points=0, max_points=100)
+    response = _change(admin_client, board, min_points=200)
+    assert response.status_code == 200 and b"Must be at least min_points" in response.content
+    board.refresh_from_db()
+    assert (board.min_points, board.max_points) == (0, 100)
+
+
+def test_it_resets_a_manual_board_now_and_leaves_the_others(admin_client, make_board):
+    manual, daily = make_board(slug="season", reset="manual"), make_board(slug="days", reset="daily")
+    response = admin_client.post(
+        reverse("admin:rankings_leaderboard_changelist"),
+        {"action": "reset_now", "_selected_action": [manual.pk, daily.pk]},
+        follow=True,
+    )
+    said = sorted(str(message) for message in response.context["messages"])
+    assert said == ["days resets daily, not manually: left as it is.", "season: v1 closed, v2 current."], said
+    manual.refresh_from_db()
+    daily.refresh_from_db()
+    assert len(manual.manual_resets) == 1 and daily.manual_resets == []
+    assert manual.current_period() == "v2"

@@ -228,6 +228,11 @@ def test_it_publishes_the_openapi_schema(api):
         ("/api/v1/leaderboards/{slug}/scores", "post"),
         ("/api/v1/leaderboards/{slug}/top", "get"),
         ("/api/v1/leaderboards/{slug}/users/{user_id}", "get"),
+        # Moderation (DESIGN, Additions v3).
+        ("/api/v1/leaderboards/{slug}/", "patch"),
+        ("/api/v1/leaderboards/{slug}/", "delete"),
+        ("/api/v1/leaderboards/{slug}/users/{user_id}", "delete"),
+        ("/api/v1/leaderboards/{slug}/reset", "post"),
     }
     published = {(path, method) for path, ops in paths.items() for method in ops}
     assert expected <= published, expected - published
