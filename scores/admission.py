@@ -243,6 +243,14 @@ def _hard_bound() -> int:
     return settings.LEADERBOARD_ADMISSION_HARD_BACKLOG_EVENTS or 2 * bound
 
 
+def admission_sheds_everyone() -> bool:
+    """Whether the backlog is past the hard bound, where every score request is refused
+    whatever it holds: the callers refuse before they parse the body (from memory, no I/O),
+    so that overload does not spend the web tier's CPU on bodies it would not take."""
+    backlog = backlog_monitor.backlog()
+    return backlog is not None and backlog.events > _hard_bound()
+
+
 def admission_in_memory() -> bool:
     """Whether ``admission_check`` answers from the monitor's reading alone: the tenant's
     share (a Redis script) is only consulted between half the bound and the hard bound."""

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from leaderboard_project.api import ServiceUnavailable
 from leaderboard_project.metrics import events_accepted
 from rankings.api import board_or_404
+from scores.admission import admission_sheds_everyone
 from scores.auth import ApiKeyRateThrottle, HasApiKey
 from scores.serializers import AcceptedSerializer, ScoreBatchSerializer, ScoreEventSerializer, ScoreSubmitSerializer
 from scores.services import BrokerUnavailable, Overloaded, score_events_submit
@@ -44,6 +45,8 @@ class ScoreSubmitView(APIView):
         board = board_or_404(slug)
         if not request.auth.may_write(board):
             raise exceptions.PermissionDenied(f"This key may not write to '{board.slug}'.")
+        if admission_sheds_everyone():  # refused before the body is read and parsed
+            return _overloaded(Overloaded("overloaded"))
         submission = ScoreSubmitSerializer(data=request.data, context={"leaderboard": board})
         submission.is_valid(raise_exception=True)
         try:
@@ -53,6 +56,10 @@ class ScoreSubmitView(APIView):
         except BrokerUnavailable as exc:
             raise ServiceUnavailable() from exc
         except Overloaded as exc:
-            return Response({"detail": exc.detail}, status=exc.status, headers={"Retry-After": "1"})
+            return _overloaded(exc)
         events_accepted(board.slug, accepted)
         return Response(AcceptedSerializer({"accepted": accepted}).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _overloaded(refusal: Overloaded) -> Response:
+    return Response({"detail": refusal.detail}, status=refusal.status, headers={"Retry-After": "1"})

@@ -46,7 +46,7 @@ from leaderboard_project.memo import MISSING
 from leaderboard_project.metrics import events_accepted, http_response
 from rankings.models import Leaderboard
 from rankings.selectors import leaderboard_by_slug, leaderboard_cached
-from scores.admission import admission_in_memory
+from scores.admission import admission_in_memory, admission_sheds_everyone
 from scores.auth import THROTTLE_TAKEN, api_key_cached, api_key_lookup
 from scores.publisher import ingest_publisher
 from scores.services import BrokerUnavailable, Overloaded, score_events_stamp
@@ -204,6 +204,9 @@ def _prepare(ingress: _Ingress, slug: str, raw_key: str, body: bytes) -> Answer 
     board = leaderboard_by_slug(slug=slug)
     if board is None or not key.may_write(board):
         return None
+    if admission_sheds_everyone():  # refused before the body is decoded
+        refusal = Overloaded("overloaded")
+        return Answer(refusal.status, _json_detail(refusal.detail), "1")
     events = submission_decode(body, board)
     if events is None:
         return None

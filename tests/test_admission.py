@@ -159,3 +159,25 @@ def test_it_shares_admission_per_tenant_against_a_flood_from_several_keys(
     _next_second()
     assert post(flood[0], 10) == 503
     assert post(newcomer, 10) == 202
+
+
+def test_past_the_hard_bound_a_request_is_refused_before_its_body_is_parsed(
+    celery_workers: Workers, transactional_db, settings, api, admin_key, make_board
+):
+    celery_workers.stop()  # nobody applies: the backlog only grows
+    board = make_board()
+    client = bearer(api, admin_key)
+    url = f"/api/v1/leaderboards/{board.slug}/scores"
+    events = [{"user_id": f"u{n}", "points": 1} for n in range(500)]
+    assert [client.post(url, {"events": events}, format="json").status_code for _ in range(4)] == [202] * 4
+    eventually(
+        lambda: _assert_equal(bool(backlog_monitor.backlog() and backlog_monitor.backlog().events >= 2000), True)
+    )
+    settings.LEADERBOARD_ADMISSION_MAX_BACKLOG_EVENTS = 500  # the hard bound: 1,000
+    # A body that is not even JSON: past the hard bound it is not read, so no 400.
+    refused = client.post(url, b'{"user_id": ', content_type="application/json")
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1", refused.content
+    assert "too many events wait to be applied" in refused.json()["detail"]
+    # Under the hard bound the same body is read, and refused for what it is.
+    settings.LEADERBOARD_ADMISSION_HARD_BACKLOG_EVENTS = 10**9
+    assert client.post(url, b'{"user_id": ', content_type="application/json").status_code == 400
