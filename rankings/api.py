@@ -77,20 +77,27 @@ def _is_slug_conflict(exc: IntegrityError) -> bool:
     return constraint.startswith("rankings_leaderboard_slug")
 
 
-class LeaderboardListView(generics.ListAPIView):
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class PublicReadAdminWrite:
+    """A view whose reads are public (no key needed, none checked, so none throttled:
+    the key throttle counts keys) and whose writes take an admin key."""
+
+    def get_permissions(self) -> list:
+        return [HasAdminKey()] if self.request.method in _WRITES else []
+
+    def get_authenticators(self) -> list:
+        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
+        return super().get_authenticators() if request is None or request.method in _WRITES else []
+
+
+class LeaderboardListView(PublicReadAdminWrite, generics.ListAPIView):
     """GET pages through the boards (cursor, by slug); POST creates one."""
 
     throttle_classes = [ApiKeyRateThrottle]
     serializer_class = LeaderboardOutputSerializer
     pagination_class = SlugCursorPagination
-
-    def get_permissions(self) -> list:
-        return [HasAdminKey()] if self.request.method == "POST" else []
-
-    def get_authenticators(self) -> list:
-        # The list is a public read like the others: no key needed, none checked.
-        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
-        return super().get_authenticators() if request is None or request.method == "POST" else []
 
     def get_queryset(self) -> QuerySet[Leaderboard]:
         return Leaderboard.objects.filter(deleting=False)  # a board being deleted is gone for clients
@@ -134,22 +141,11 @@ _ADMIN_ERRORS = {
 }
 
 
-class LeaderboardDetailView(APIView):
+class LeaderboardDetailView(PublicReadAdminWrite, APIView):
     """GET reads a board (public); PATCH changes its name, size or points range, DELETE
     deletes it (admin key)."""
 
     throttle_classes = [ApiKeyRateThrottle]
-
-    def get_permissions(self) -> list:
-        return [HasAdminKey()] if self.request.method in ("PATCH", "DELETE") else []
-
-    def get_authenticators(self) -> list:
-        # The read is public: no key needed, none checked.
-        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
-        return super().get_authenticators() if request is None or request.method != "GET" else []
-
-    def get_throttles(self) -> list:
-        return super().get_throttles() if self.request.method != "GET" else []
 
     @extend_schema(responses={200: LeaderboardOutputSerializer, 404: OpenApiResponse(description="Unknown board")})
     def get(self, request: Request, slug: str) -> Response:
@@ -248,23 +244,12 @@ class LeaderboardTopView(APIView):
         return HttpResponse(body, content_type="application/json", headers=headers)
 
 
-class LeaderboardUserView(APIView):
+class LeaderboardUserView(PublicReadAdminWrite, APIView):
     """GET reads a user's rank (public); DELETE removes the user's entry on this board,
     every period (admin key), finished in the background (rankings.entry_deletion)."""
 
     content_negotiation_class = JsonOnly
     throttle_classes = [ApiKeyRateThrottle]
-
-    def get_permissions(self) -> list:
-        return [HasAdminKey()] if self.request.method == "DELETE" else []
-
-    def get_authenticators(self) -> list:
-        # The read is public: no key needed, none checked.
-        request = getattr(self, "request", None)  # None while drf-spectacular builds the schema
-        return super().get_authenticators() if request is None or request.method != "GET" else []
-
-    def get_throttles(self) -> list:
-        return super().get_throttles() if self.request.method != "GET" else []
 
     @extend_schema(
         operation_id="v1_leaderboards_users_delete",

@@ -32,21 +32,9 @@ from scores.admission import backlog_in_flight
 from scores.models import Score
 from tests.checks import eventually, queued_messages
 from tests.conftest import Workers, bearer
+from tests.unit.test_period_math import BERLIN, MS, SECOND, local_midnight
 
-BERLIN = "Europe/Berlin"
 LIST = "/api/v1/leaderboards/"
-MS = 1000
-SECOND = 1_000_000
-
-
-def micros(text: str, zone: str = "UTC") -> int:
-    """An instant written as local time in ``zone``, in µs since the epoch."""
-    moment = datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone))
-    return int(moment.timestamp()) * SECOND + moment.microsecond
-
-
-def local_midnight(day: date, zone: str = BERLIN) -> int:
-    return micros(day.isoformat() + "T00:00:00", zone)
 
 
 def days_ahead(days: int) -> date:
