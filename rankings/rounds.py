@@ -7,7 +7,11 @@ window later, everyone else only pushes. The flag is held until that root starts
 round claim deletes it), so a board has one root pending at most, however long the rank
 tier takes to get to it, and its roots run at least a window apart, whatever the ingest
 rate. A root that never starts (its message lost) lets go of the flag after
-``LEADERBOARD_ROOT_CLAIM_TTL_MS``; then a push or the sweeper claims it again.
+``LEADERBOARD_ROOT_CLAIM_TTL_MS``; then a push or the sweeper claims it again. A claimer
+that dies between its claim and the root's publish leaves its ingest message
+unacknowledged: the broker redelivers it, and a redelivered batch claims its boards'
+roots over any held claim and schedules them (one root too many at worst: it finds
+little or nothing pending), so the board does not wait for the TTL and the sweeper.
 
 The root *claims a round*: it renames the pending list to a list of its own (a token),
 recorded in the board's *rounds* set with the claim time. Partials pushed meanwhile go to
@@ -31,12 +35,17 @@ from rankings import redis_keys as keys
 from rankings.ordering import Row
 
 # KEYS: pending, root-due (one board's slot: a Redis Cluster runs a script on one slot).
-# ARGV: partial (or ""), claim TTL ms. Returns 1 when this push claimed the next root
-# (the caller schedules it). The board joins the sweeper's set (a global key, another
-# slot) in a command of its own, sent before this one on the same connection.
+# ARGV: partial (or ""), claim TTL ms, "1" to claim even over a held claim. Returns 1 when
+# this push claimed the next root (the caller schedules it). The board joins the
+# sweeper's set (a global key, another slot) in a command of its own, sent before this
+# one on the same connection.
 _PUSH = """
 if ARGV[1] ~= '' then
   redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  return 1
 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
@@ -80,11 +89,17 @@ def _board_key(leaderboard_id: int, period: str) -> str:
 
 
 def boards_push(
-    client: Redis, pushes: list[BoardPush], claim_ttl_ms: int, also: Callable[[Pipeline], None] | None = None
+    client: Redis,
+    pushes: list[BoardPush],
+    claim_ttl_ms: int,
+    also: Callable[[Pipeline], None] | None = None,
+    *,
+    claim_anyway: bool = False,
 ) -> list[BoardPush]:
     """Feed the rank indexes, push the partials, claim the roots: one round trip for all
     boards, carrying the caller's own commands too (``also``: the ingest's counters).
-    Returns the pushes whose board's root the caller must schedule."""
+    Returns the pushes whose board's root the caller must schedule: every one with
+    ``claim_anyway``, whoever holds the claim."""
     pipe = client.pipeline(transaction=False)
     if also is not None:
         also(pipe)
@@ -100,7 +115,7 @@ def boards_push(
             keys.pending_key(push.leaderboard_id, push.period),
             keys.root_due_key(push.leaderboard_id, push.period),
         ]
-        cache.run_script(pipe, _PUSH, push_keys, [push.partial or b"", claim_ttl_ms])
+        cache.run_script(pipe, _PUSH, push_keys, [push.partial or b"", claim_ttl_ms, int(claim_anyway)])
         claim_results.append(len(pipe) - 1)
     results = pipe.execute()
     return [push for push, at in zip(pushes, claim_results, strict=True) if results[at] == 1]

@@ -65,14 +65,20 @@ def leaderboard_create(**fields: object) -> Leaderboard:
 
 
 def ranking_handoff(
-    *, changed: list[ChangedRow], oldest_accepted_us: int, also: Callable[[Pipeline], None] | None = None
+    *,
+    changed: list[ChangedRow],
+    oldest_accepted_us: int,
+    also: Callable[[Pipeline], None] | None = None,
+    redelivered: bool = False,
 ) -> int:
     """After an ingest commit: hand each board's changed rows to ranking.
 
     In one Redis round trip the rows go into the boards' rank indexes and (merge_tree)
     each board's top-K of them, its partial, onto the board's level 0; a board with no root
     pending gets one, a window from now (``rankings.rounds``). ``also``
-    adds the caller's commands to that round trip (sent even when no row changed).
+    adds the caller's commands to that round trip (sent even when no row changed). A
+    ``redelivered`` batch's worker may have died between claiming its boards' roots and
+    scheduling them: it schedules them whoever holds the claim.
     Returns the number of roots scheduled.
     """
     grouped: dict[tuple[int, str], list[Row]] = defaultdict(list)
@@ -98,7 +104,7 @@ def ranking_handoff(
                 pipe.execute()
         return 0
     client = cache.redis_client()
-    claimed = rounds.boards_push(client, pushes, settings.LEADERBOARD_ROOT_CLAIM_TTL_MS, also)
+    claimed = rounds.boards_push(client, pushes, settings.LEADERBOARD_ROOT_CLAIM_TTL_MS, also, claim_anyway=redelivered)
     for push in claimed:
         root_schedule_claimed(client, leaderboard_id=push.leaderboard_id, period=push.period)
     return len(claimed)

@@ -68,6 +68,10 @@ class TakenMessage:
     delivery_tag: int
     message: Message
 
+    @property
+    def redelivered(self) -> bool:
+        return bool(self.message.delivery_info.get("redelivered"))
+
 
 @dataclass
 class TakenMessages:
@@ -84,6 +88,10 @@ class TakenMessages:
     @property
     def events(self) -> list[ScoreEvent]:
         return [event for taken in self.messages for event in taken.batch.events]
+
+    @property
+    def redelivered(self) -> bool:
+        return any(taken.redelivered for taken in self.messages)
 
     def ack(self) -> None:
         """All of them were applied."""
@@ -170,7 +178,7 @@ def messages_take(queue: str | None, max_messages: int, max_events: int) -> Take
                 break
             taken.messages.append(TakenMessage(batch, tag, message))
             events += len(batch.events)
-            if message.delivery_info.get("redelivered"):
+            if taken.messages[-1].redelivered:
                 break
     except Exception as exc:  # noqa: BLE001 - the broker went away: apply what we hold
         logger.warning("taking queued ingest messages failed (%s); applying fewer", exc)

@@ -24,7 +24,9 @@ from tasks.queues import APPLY_EVENTS_TASK
 logger = logging.getLogger(__name__)
 
 
-def _apply(events: list[ScoreEvent]) -> int:
+def _apply(events: list[ScoreEvent], redelivered: bool) -> int:
+    """``redelivered``: one of these messages' last worker died before acknowledging it,
+    maybe between claiming its boards' roots and scheduling them (see rankings.rounds)."""
     changed = score_events_apply(events=events)
     per_board = dict(Counter(event.leaderboard_id for event in events))
     now = time.time()
@@ -34,7 +36,8 @@ def _apply(events: list[ScoreEvent]) -> int:
         boards_activity_queue(pipe, per_board, now)
         backlog_applied_queue(pipe, len(events))
 
-    ranking_handoff(changed=changed, oldest_accepted_us=min(event.accepted_us for event in events), also=counters)
+    oldest = min(event.accepted_us for event in events)
+    ranking_handoff(changed=changed, oldest_accepted_us=oldest, also=counters, redelivered=redelivered)
     return len(changed)
 
 
@@ -108,20 +111,21 @@ def apply_events(self: Task, batch: list) -> int:
     delivery = self.request.delivery_info or {}
     # A redelivered message may be the one that killed its last worker: alone it goes.
     # And nothing more is taken soon after an outage (see _StoresOutage).
-    alone = delivery.get("redelivered") or _outage.recent()
+    redelivered = bool(delivery.get("redelivered"))
+    alone = redelivered or _outage.recent()
     queue = None if alone else delivery.get("routing_key")
     taken = messages_take(queue, settings.LEADERBOARD_INGEST_TAKE_MESSAGES, settings.LEADERBOARD_INGEST_TAKE_EVENTS)
     try:
-        return _apply_with(own, taken, self.request.retries)
+        return _apply_with(own, taken, self.request.retries, redelivered)
     finally:
         if taken.messages:  # an exit nobody foresaw: they return to the queue
             messages_abandon()
 
 
-def _apply_with(own: IngestBatch, taken: TakenMessages, retries: int) -> int:
+def _apply_with(own: IngestBatch, taken: TakenMessages, retries: int, redelivered: bool) -> int:
     messages, events = 1 + taken.count, [*own.events, *taken.events]
     try:
-        changed = _apply(events)
+        changed = _apply(events, redelivered or taken.redelivered)
     except PASSING_ERRORS as exc:
         _passing(exc)
         taken.give_back_all(_backoff(retries))
@@ -132,7 +136,7 @@ def _apply_with(own: IngestBatch, taken: TakenMessages, retries: int) -> int:
         # One of them may be the poison: each runs alone, so only the poison is dead-lettered.
         logger.exception("ingest transaction of %d messages failed; applying each alone", messages)
         _settle_alone(taken)
-        return _apply(list(own.events))
+        return _apply(list(own.events), redelivered)
     taken.ack()
     # One line per transaction, read by the benchmark.
     logger.info("ingest transaction: messages=%d events=%d", messages, len(events))
@@ -144,7 +148,7 @@ def _settle_alone(taken: TakenMessages) -> None:
     while pending:
         one = pending.pop(0)
         try:
-            _apply(list(one.batch.events))
+            _apply(list(one.batch.events), one.redelivered)
         except PASSING_ERRORS as exc:
             _passing(exc)
             taken.give_back([one, *pending], _backoff(0))

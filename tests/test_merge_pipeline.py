@@ -10,16 +10,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+from kombu import Connection
 
+from rankings import cache
+from rankings import redis_keys as keys
 from rankings.models import Leaderboard
 from rankings.services import ranking_handoff
 from scores.publisher import ingest_publisher
 from scores.services import now_micros, score_events_apply, score_events_submit
 from tasks.messages import ScoreEvent
+from tasks.queues import all_queue_names
 from tests.checks import assert_top_consistent, db_scores, eventually, queued_messages
 from tests.conftest import Workers
 
 pytestmark = pytest.mark.pipeline
+PREFIX = django_settings.LEADERBOARD_QUEUE_PREFIX
 
 
 @pytest.fixture
@@ -48,12 +54,12 @@ def roots_of(log: WorkerLog, board: Leaderboard) -> list[tuple[int, int]]:
     return [(int(m[1]), int(m[2])) for m in found]
 
 
-def settled(board: Leaderboard, expected: dict[str, int]) -> None:
+def settled(board: Leaderboard, expected: dict[str, int], timeout: float = 90.0) -> None:
     def check() -> None:
         assert db_scores(board) == expected
         assert_top_consistent(board)
 
-    eventually(check)
+    eventually(check, timeout=timeout)
 
 
 def test_it_merges_a_windows_partials_in_levels_of_fan_in(merge_worker, make_board, settings):
@@ -130,6 +136,28 @@ def test_it_shares_one_confirmed_publish_among_concurrent_requests(merge_worker,
     messages = publisher.publishes - before
     assert 0 < messages < requests, f"{messages} messages for {requests} requests"
     settled(board, {f"u{n}": 2 * rounds_count for n in range(threads_count)})
+
+
+def test_a_redelivered_batch_schedules_the_root_its_dead_worker_claimed(merge_worker, make_board, settings):
+    # A worker killed between its push's root claim and the root's publish (a kill -9 of
+    # the fault test, found in CI) leaves the board's claim held for its TTL and no root
+    # coming; once the load stops, no push claims it again. What it leaves: the claim, and
+    # its message unacknowledged, which the broker redelivers.
+    board = make_board()
+    score_events_submit(leaderboard=board, events=[{"user_id": "z", "points": 1, "event_id": "e0"}])
+    settled(board, {"z": 1})  # a published top-N, which the next root must change
+    merge_worker.stop()
+    score_events_submit(leaderboard=board, events=[{"user_id": "a", "points": 5, "event_id": "e1"}])
+    client = cache.redis_client()
+    client.set(keys.root_due_key(board.id, board.current_period()), "1", px=settings.LEADERBOARD_ROOT_CLAIM_TTL_MS)
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        channel = conn.channel()
+        queues = all_queue_names(PREFIX, settings.LEADERBOARD_INGEST_PARTITIONS)
+        held = [message for queue in queues if (message := channel.basic_get(queue))]
+        assert len(held) == 1  # taken, never acknowledged: the dead worker's
+    merge_worker.ensure("merge_tree")
+    # Well within the claim's TTL: the redelivered batch schedules the root itself.
+    settled(board, {"z": 1, "a": 5}, timeout=settings.LEADERBOARD_ROOT_CLAIM_TTL_MS / 3000)
 
 
 def _assert_equal(actual: object, expected: object) -> None:
