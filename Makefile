@@ -75,7 +75,7 @@ CITUS_TEST_SHARDS ?= 8
 # The rebalancing test goes last: it adds a third worker (5436) and removes it again.
 CITUS_TESTS ?= tests/test_citus_schema.py tests/test_citus_cluster.py tests/test_citus_ingest.py tests/test_ranking_semantics.py \
 	tests/test_delivery.py tests/test_cache_recovery.py tests/test_end_to_end.py tests/test_citus_pipeline.py \
-	tests/test_periods.py tests/test_hiding.py tests/test_erasure.py tests/test_citus_rebalance.py
+	tests/test_periods.py tests/test_hiding.py tests/test_erasure.py tests/test_citus_rebalance.py tests/test_profiles.py
 
 .PHONY: citus run-citus test-citus
 

@@ -10,11 +10,14 @@ DISTRIBUTED: dict[str, str] = {
     # single-shard transaction.
     "scores_eraseduser": "user_id",
     "scores_deletedentry": "user_id",
+    # Display names and metadata: ingest writes a user's in the same transaction.
+    "scores_entryprofile": "user_id",
 }
 COLOCATED_WITH: dict[str, str] = {
     "scores_processedevent": "scores_score",
     "scores_eraseduser": "scores_score",
     "scores_deletedentry": "scores_score",
+    "scores_entryprofile": "scores_score",
 }
 # Small tables copied to every node; foreign keys may point at them. Hidden users are few
 # and joined (NOT EXISTS) by every ranking query of a board, on every shard.

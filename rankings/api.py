@@ -185,11 +185,13 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 def _top_etag(board: Leaderboard, period: str, top: TopJson, limit: int) -> str:
     # Each period has its own top-N (and TopN versions): the period is part of the tag.
-    if top.version is not None:
+    if top.version is not None and not top.profiled:
         # A TopN version names one list, and its as_of, for good: no need to hash it.
         return f'"{board.id}.{period}.{top.version}.{limit}"'
-    # The live index (sorted_set) has no version: the entries' bytes are the tag.
-    return f'"{board.id}.{period}.h{hashlib.blake2b(b",".join(top.entries), digest_size=8).hexdigest()}.{limit}"'
+    # The live index (sorted_set) has no version, and a display name or metadata may change
+    # under one: the entries' bytes are the tag.
+    digest = hashlib.blake2b(b",".join(top.entries), digest_size=8).hexdigest()
+    return f'"{board.id}.{period}.{"" if top.version is None else top.version}h{digest}.{limit}"'
 
 
 def _top_limit(request: Request, board: Leaderboard) -> int:

@@ -20,6 +20,7 @@ from redis.commands.core import Script
 
 from rankings import redis_keys as keys
 from rankings.ordering import Row, index_member
+from tasks.messages import ProfileCopy
 
 # One index update, newer version wins, keeping the index's checksum ("vsum", the sum of
 # the versions it holds) in step atomically: the reconcile compares it, and ZCARD, with the
@@ -127,6 +128,32 @@ for i = 1, #ARGV, 3 do
   end
 end
 return fixed
+"""
+
+# KEYS: hidden, profiles, profile order. ARGV: (user, stamp, version, fields) quads.
+# Keeps the newer of two copies of a profile (stamp, then version), whatever order the
+# ingest hand-offs arrive in; a hidden user's is skipped, like their index updates (an
+# erasure or entry deletion in progress: a late hand-off must not bring it back; unhide
+# loads it again from the database).
+_APPLY_PROFILES = """
+for i = 1, #ARGV, 4 do
+  local user = ARGV[i]
+  if redis.call('SISMEMBER', KEYS[1], user) == 0 then
+    local stamp, version = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local held = redis.call('HGET', KEYS[3], user)
+    local newer = true
+    if held then
+      local sep = string.find(held, ':', 1, true)
+      local held_stamp, held_version = tonumber(string.sub(held, 1, sep - 1)), tonumber(string.sub(held, sep + 1))
+      newer = stamp > held_stamp or (stamp == held_stamp and version > held_version)
+    end
+    if newer then
+      redis.call('HSET', KEYS[2], user, ARGV[i + 3])
+      redis.call('HSET', KEYS[3], user, ARGV[i + 1] .. ':' .. ARGV[i + 2])
+    end
+  end
+end
+return 0
 """
 
 # KEYS: index, versions, ready. ARGV: user, around.
@@ -309,6 +336,41 @@ def index_remove_user(client: Redis | Pipeline, leaderboard_id: int, period: str
     remove_keys = [keys.hidden_key(leaderboard_id), *_apply_keys(leaderboard_id, period)]
     run_script(client, _REMOVE_USER, remove_keys, [user_id])
     client.sadd(keys.touched_key(), _board_tag(leaderboard_id, period))
+
+
+def profiles_apply(
+    client: Redis | Pipeline, leaderboard_id: int, period: str, copies: list[tuple[str, ProfileCopy]]
+) -> None:
+    """Write these users' profile copies, each only over an older one."""
+    if not copies:
+        return
+    argv: list[Any] = []
+    for user_id, copy in copies:
+        argv += [user_id, copy.stamp_us, copy.version, copy.fields]
+    profile_keys = [
+        keys.hidden_key(leaderboard_id),
+        keys.profiles_key(leaderboard_id, period),
+        keys.profile_order_key(leaderboard_id, period),
+    ]
+    run_script(client, _APPLY_PROFILES, profile_keys, argv)
+
+
+def profiles_count(pipe: Pipeline, leaderboard_id: int, period: str) -> None:
+    """Queue the number of profiles held (a read with none skips their lookup)."""
+    pipe.hlen(keys.profiles_key(leaderboard_id, period))
+
+
+def profiles_read(client: Redis, leaderboard_id: int, period: str, user_ids: list[str]) -> dict[str, bytes]:
+    """The rendered fields of those users who have a profile."""
+    if not user_ids:
+        return {}
+    found = client.hmget(keys.profiles_key(leaderboard_id, period), user_ids)
+    return {user: fields for user, fields in zip(user_ids, found, strict=True) if fields is not None}
+
+
+def profiles_remove(client: Redis | Pipeline, leaderboard_id: int, period: str, user_id: str) -> None:
+    client.hdel(keys.profiles_key(leaderboard_id, period), user_id)
+    client.hdel(keys.profile_order_key(leaderboard_id, period), user_id)
 
 
 def hidden_add(client: Redis, leaderboard_id: int, user_ids: list[str]) -> None:
@@ -506,17 +568,32 @@ _TOP_FIELDS = ["version", "as_of", *(str(rank) for rank in range(1, 1001))]
 class CachedTop(NamedTuple):
     version: int
     as_of_us: int
-    entries: list[bytes]  # rendered JSON, rank order
+    entries: list[bytes]  # rendered JSON, rank order, without the profile fields
+    # Profiles held for the period, or None when they may be incomplete (the rank index,
+    # whose rebuild loads them, is not ready): then the reader takes them elsewhere.
+    profiles: int | None = None
+
+
+_entry_decoder = msgspec.json.Decoder(RankedEntry)
+
+
+def entry_user_id(entry: bytes) -> str:
+    return _entry_decoder.decode(entry).user_id
 
 
 def top_read(client: Redis, leaderboard_id: int, period: str, limit: int = 1000) -> CachedTop | None:
-    """The first ``limit`` entries of the cached top-N in one round trip; None when cold."""
-    version, as_of, *entries = client.hmget(keys.top_key(leaderboard_id, period), _TOP_FIELDS[: 2 + limit])
+    """The first ``limit`` entries of the cached top-N, with the number of profiles held,
+    in one round trip; None when cold."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(keys.top_key(leaderboard_id, period), _TOP_FIELDS[: 2 + limit])
+    pipe.exists(keys.ready_key(leaderboard_id, period))
+    profiles_count(pipe, leaderboard_id, period)
+    (version, as_of, *entries), ready, profiles = pipe.execute()
     if version is None:
         return None
     # Past the end of a shorter list HMGET answers nil.
     end = entries.index(None) if None in entries else len(entries)
-    return CachedTop(int(version), int(as_of), entries[:end])
+    return CachedTop(int(version), int(as_of), entries[:end], int(profiles) if ready else None)
 
 
 def index_read_range(client: Redis, leaderboard_id: int, period: str, first0: int, count: int) -> list | None:

@@ -101,7 +101,7 @@ def board_delete_step(*, leaderboard_id: int, chunk: int, budget_seconds: float)
     except RedisError as exc:  # the beat may send a second task meanwhile: steps are idempotent
         logger.warning("board %s deletion not marked alive: %s", leaderboard_id, exc)
     deadline = time.monotonic() + budget_seconds
-    for table in ("scores_score", "scores_processedevent"):
+    for table in ("scores_score", "scores_processedevent", "scores_entryprofile"):
         while _delete_users_chunk(table, leaderboard_id, chunk):
             if time.monotonic() > deadline:
                 return False

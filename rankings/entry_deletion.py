@@ -61,7 +61,7 @@ def entry_delete_task_send(
 
 
 def _rows_delete(entry: EntryRef) -> list[tuple[int, str]]:
-    """Delete the entry's scores and event ids; every (board, period) left to clean."""
+    """Delete the entry's scores, event ids and profiles; every (board, period) left to clean."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM scores_score WHERE user_id = %s AND leaderboard_id = %s RETURNING period",
@@ -72,6 +72,11 @@ def _rows_delete(entry: EntryRef) -> list[tuple[int, str]]:
             "DELETE FROM scores_processedevent WHERE user_id = %s AND leaderboard_id = %s",
             [entry.user_id, entry.leaderboard_id],
         )
+        cursor.execute(
+            "DELETE FROM scores_entryprofile WHERE user_id = %s AND leaderboard_id = %s RETURNING period",
+            [entry.user_id, entry.leaderboard_id],
+        )
+        deleted |= {period for (period,) in cursor.fetchall()}
         tombstone = DeletedEntry.objects.select_for_update().get(
             user_id=entry.user_id, leaderboard_id=entry.leaderboard_id
         )

@@ -110,12 +110,14 @@ def _hidden_delete(user_id: str) -> set[tuple[int, str]]:
 
 
 def _rows_delete(user_id: str) -> list[tuple[int, str]]:
-    """Delete the user's scores, event ids and hidden-user rows; returns every (board,
-    period) left to clean."""
+    """Delete the user's scores, event ids, profiles and hidden-user rows; returns every
+    (board, period) left to clean."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM scores_score WHERE user_id = %s RETURNING leaderboard_id, period", [user_id])
         deleted = {(board_id, period) for board_id, period in cursor.fetchall()}
         cursor.execute("DELETE FROM scores_processedevent WHERE user_id = %s", [user_id])
+        cursor.execute("DELETE FROM scores_entryprofile WHERE user_id = %s RETURNING leaderboard_id, period", [user_id])
+        deleted |= {(board_id, period) for board_id, period in cursor.fetchall()}
         deleted |= _hidden_delete(user_id)
         tombstone = ErasedUser.objects.select_for_update().get(user_id=user_id)
         pending = sorted(deleted | {(board_id, period) for board_id, period in tombstone.pending})
@@ -132,6 +134,7 @@ def rankings_clean(user_id: str, pending: list[tuple[int, str]]) -> None:
         if board is None:
             continue  # deleted meanwhile: its keys go with it
         cache.index_remove_user(client, board_id, period, user_id)
+        cache.profiles_remove(client, board_id, period, user_id)
         topn_rebuild(leaderboard=board, period=period)
 
 

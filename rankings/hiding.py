@@ -12,7 +12,7 @@ Ordering is what makes it exact under concurrent writes:
   committed before the SADD, so its row's period is read here and removed from that
   period's index; every later hand-off is skipped atomically by the index script.
 - unhide: delete the row, then take the user out of the set, then read their rows and
-  apply them (newest version wins). A hand-off the set still skipped came from a
+  profiles and apply them (newest version wins). A hand-off the set still skipped came from a
   transaction that committed before the SREM, so its row is in what is read here.
 - each touched period's top-N is then recomputed from the database under its row lock
   (``topn_rebuild``), as the merge roots take it: a root that merges a hidden candidate
@@ -33,6 +33,7 @@ from rankings.models import HiddenUser, Leaderboard
 from rankings.ordering import to_micros
 from rankings.selectors import is_desc
 from rankings.services import topn_rebuild
+from scores.profiles import profiles_of_user
 from tasks.messages import Row
 
 
@@ -89,6 +90,9 @@ def user_visibility_sync(*, leaderboard: Leaderboard, user_id: str) -> bool:
         else:
             cache.hidden_remove(client, leaderboard.id, [user_id])
             desc = is_desc(leaderboard)
+            # Profiles first: hand-offs skipped theirs while the user was hidden.
+            for profile in profiles_of_user(leaderboard_id=leaderboard.id, user_id=user_id):
+                cache.profiles_apply(client, leaderboard.id, profile.key.period, [(user_id, profile.copy)])
             for period, row in sorted(user_rows(leaderboard_id=leaderboard.id, user_id=user_id).items()):
                 cache.index_apply(client, leaderboard.id, period, [row], desc)
                 topn_rebuild(leaderboard=leaderboard, period=period)

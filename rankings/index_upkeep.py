@@ -28,6 +28,7 @@ from rankings.models import Leaderboard
 from rankings.ordering import from_micros, index_member, to_micros
 from rankings.selectors import db_rows_of, is_desc
 from rankings.visibility import NOT_HIDDEN, hidden_user_ids
+from scores.profiles import profiles_page
 from tasks.messages import Row
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,20 @@ def db_count(leaderboard: Leaderboard, period: str) -> int:
 # --- the chunked rebuild -------------------------------------------------------------
 
 
+def profiles_load(client: Redis, *, leaderboard_id: int, period: str, page: int = 1000) -> int:
+    """Copy the period's profiles from the database into Redis, page by page (each only
+    over an older copy: ingest hand-offs meanwhile keep theirs); the number copied."""
+    after, copied = "", 0
+    while True:
+        found = profiles_page(leaderboard_id=leaderboard_id, period=period, after=after, limit=page)
+        copies = [(p.key.user_id, p.copy) for p in found]
+        cache.profiles_apply(client, leaderboard_id, period, copies)
+        copied += len(found)
+        if len(found) < page:
+            return copied
+        after = found[-1].key.user_id
+
+
 def index_build_claim(*, leaderboard: Leaderboard, period: str, chunk_rows: int | None = None) -> str | None:
     """Claim the board's rebuild (a new one, or a dead one to resume); its token or None
     while a live worker holds it."""
@@ -111,6 +126,8 @@ def index_build_claim(*, leaderboard: Leaderboard, period: str, chunk_rows: int 
     # the database before any row is loaded, so the chunks and live updates skip them.
     # Only adds: taking a user out of the set is unhide's job.
     cache.hidden_add(client, leaderboard.id, hidden_user_ids(leaderboard_id=leaderboard.id))
+    # And the profiles, which readers take from Redis once the index is ready.
+    profiles_load(client, leaderboard_id=leaderboard.id, period=period)
     # The total is an estimate for progress (rows come and go meanwhile); a resumed
     # rebuild keeps the one it started with.
     total = 0 if cache.index_build_state(client, leaderboard.id, period) else db_count(leaderboard, period)

@@ -92,19 +92,19 @@ def period_close(*, leaderboard: Leaderboard, period: str) -> TopN:
     return top
 
 
-def _delete_rows_chunk(leaderboard_id: int, period: str, chunk: int) -> int:
-    """Delete the period's rows of up to ``chunk`` users; rows deleted."""
+def _delete_rows_chunk(table: str, leaderboard_id: int, period: str, chunk: int) -> int:
+    """Delete the period's rows of up to ``chunk`` users from ``table``; rows deleted."""
     with transaction.atomic(), connection.cursor() as cursor:
         # Two statements, each single-table, as Citus runs them on every shard alike.
         cursor.execute(
-            "SELECT user_id FROM scores_score WHERE leaderboard_id = %s AND period = %s LIMIT %s",
+            f"SELECT user_id FROM {table} WHERE leaderboard_id = %s AND period = %s LIMIT %s",
             [leaderboard_id, period, chunk],
         )
         users = [row[0] for row in cursor.fetchall()]
         if not users:
             return 0
         cursor.execute(
-            "DELETE FROM scores_score WHERE leaderboard_id = %s AND period = %s AND user_id = ANY(%s)",
+            f"DELETE FROM {table} WHERE leaderboard_id = %s AND period = %s AND user_id = ANY(%s)",
             [leaderboard_id, period, users],
         )
         return cursor.rowcount
@@ -124,9 +124,10 @@ def period_redis_keys_delete(client: Redis, leaderboard_id: int, period: str) ->
 
 def period_purge(*, leaderboard: Leaderboard, period: str, chunk: int, deadline: float) -> bool:
     """Remove a period's rows, Redis keys and top-N row; False when the time ran out first."""
-    while _delete_rows_chunk(leaderboard.id, period, chunk):
-        if time.monotonic() > deadline:
-            return False
+    for table in ("scores_score", "scores_entryprofile"):
+        while _delete_rows_chunk(table, leaderboard.id, period, chunk):
+            if time.monotonic() > deadline:
+                return False
     period_redis_keys_delete(cache.redis_client(), leaderboard.id, period)
     TopN.objects.filter(leaderboard=leaderboard, period=period).delete()
     return True

@@ -41,6 +41,17 @@ def ready_key(leaderboard_id: int, period: str) -> str:
     return _base(leaderboard_id, period) + ":ready"
 
 
+def profiles_key(leaderboard_id: int, period: str) -> str:
+    """Entry profiles (scores.profiles): user -> the entry's display_name and metadata
+    fields, rendered. Complete whenever the rank index is ready (its rebuild loads them)."""
+    return _base(leaderboard_id, period) + ":profiles"
+
+
+def profile_order_key(leaderboard_id: int, period: str) -> str:
+    """user -> "stamp:version" of the profile held, so an older copy never replaces it."""
+    return _base(leaderboard_id, period) + ":profile-order"
+
+
 def repair_asked_key(leaderboard_id: int, period: str) -> str:
     return _base(leaderboard_id, period) + ":repair-asked"
 

@@ -25,7 +25,7 @@ idempotent (newest version per user), so a round merged twice does no harm.
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
 from redis.client import Pipeline
@@ -33,6 +33,7 @@ from redis.client import Pipeline
 from rankings import cache
 from rankings import redis_keys as keys
 from rankings.ordering import Row
+from tasks.messages import ProfileCopy
 
 # KEYS: pending, root-due (one board's slot: a Redis Cluster runs a script on one slot).
 # ARGV: partial (or ""), claim TTL ms, "1" to claim even over a held claim. Returns 1 when
@@ -82,6 +83,8 @@ class BoardPush:
     desc: bool
     rows: list[Row]
     partial: bytes | None
+    # (user, profile) of rows whose display name or metadata the batch carried.
+    profiles: list[tuple[str, ProfileCopy]] = field(default_factory=list)
 
 
 def _board_key(leaderboard_id: int, period: str) -> str:
@@ -105,6 +108,8 @@ def boards_push(
         also(pipe)
     claim_results = []
     for push in pushes:
+        # Before the partial: a top-N that includes a user finds their profile.
+        cache.profiles_apply(pipe, push.leaderboard_id, push.period, push.profiles)
         if push.rows:
             cache.index_apply(pipe, push.leaderboard_id, push.period, push.rows, push.desc)
         if push.partial:

@@ -19,6 +19,7 @@ from rankings.board_versions import boards_version_read
 from rankings.models import Leaderboard, Order, TopN
 from rankings.ordering import from_micros, parse_member, rank_key, to_micros
 from rankings.visibility import NOT_HIDDEN
+from scores.profiles import entry_fields, profiles_of
 from tasks.messages import Row, rows_from_json
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class TopJson:
     entries: list[bytes]
     # The TopN version it is a copy of; None when read from the live rank index.
     version: int | None
+    # Whether an entry carries a profile: the version alone then does not name the answer.
+    profiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,49 @@ def _entries(rows: Sequence[Sequence | Row], first_rank: int = 1) -> list[dict[s
     (user_id, score) such as JSON-stored rows and parsed index members."""
     pairs = ((r.user_id, r.score) if isinstance(r, Row) else (r[0], r[1]) for r in rows)
     return [{"rank": first_rank + i, "user_id": user_id, "score": score} for i, (user_id, score) in enumerate(pairs)]
+
+
+# The fields of an entry nobody gave a display name or metadata.
+_NO_FIELDS = entry_fields(None, None)
+
+
+def _profile_fields(leaderboard: Leaderboard, period: str, user_ids: list[str], *, redis: bool) -> dict[str, bytes]:
+    """The rendered profile fields of these users: from Redis when the read came from its
+    complete rank index (``redis``), else (or when Redis fails) from the database."""
+    if redis:
+        try:
+            return cache.profiles_read(cache.redis_client(), leaderboard.id, period, user_ids)
+        except RedisError as exc:
+            logger.warning("profiles on %s read from the database: Redis failed (%s)", leaderboard.slug, exc)
+    return profiles_of(leaderboard_id=leaderboard.id, period=period, user_ids=user_ids)
+
+
+def _with_profiles(
+    leaderboard: Leaderboard, period: str, entries: list[dict[str, Any]], *, redis: bool
+) -> list[dict[str, Any]]:
+    """Entries with their ``display_name`` and ``metadata`` (null when never given)."""
+    if entries:
+        fields = _profile_fields(leaderboard, period, [e["user_id"] for e in entries], redis=redis)
+        for entry in entries:
+            entry.update(msgspec.json.decode(b"{" + fields.get(entry["user_id"], _NO_FIELDS) + b"}"))
+    return entries
+
+
+def _rendered_with_profiles(entries: list[bytes], user_ids: list[str], fields: dict[str, bytes]) -> list[bytes]:
+    """Rendered entries with the profile fields spliced in before their closing brace."""
+    return [
+        entry[:-1] + b"," + fields.get(user_id, _NO_FIELDS) + b"}"
+        for entry, user_id in zip(entries, user_ids, strict=True)
+    ]
+
+
+def _top_json(
+    leaderboard: Leaderboard, period: str, as_of: datetime, rows: Sequence[Row], version: int | None, *, redis: bool
+) -> TopJson:
+    users = [row.user_id for row in rows]
+    fields = _profile_fields(leaderboard, period, users, redis=redis)
+    entries = cache.entries_json((row.user_id, row.score) for row in rows)
+    return TopJson(as_of, _rendered_with_profiles(entries, users, fields), version, bool(fields))
 
 
 def _repair_ask(leaderboard: Leaderboard, period: str) -> None:
@@ -140,11 +186,18 @@ def leaderboard_top_json(*, leaderboard: Leaderboard, period: str, limit: int, s
             rows = index_head_rows(leaderboard=leaderboard, period=period, limit=limit)
             if rows is not None:
                 # The index is live: it is as of now.
-                return TopJson(timezone.now(), cache.entries_json((r.user_id, r.score) for r in rows), None)
+                return _top_json(leaderboard, period, timezone.now(), rows, None, redis=True)
         else:
             cached = cache.top_read(cache.redis_client(), leaderboard.id, period, limit)
             if cached is not None:
-                return TopJson(from_micros(cached.as_of_us), cached.entries, cached.version)
+                as_of = from_micros(cached.as_of_us)
+                if cached.profiles == 0:  # the common board: nobody has a profile
+                    entries = [entry[:-1] + b"," + _NO_FIELDS + b"}" for entry in cached.entries]
+                    return TopJson(as_of, entries, cached.version)
+                users = [cache.entry_user_id(entry) for entry in cached.entries]
+                fields = _profile_fields(leaderboard, period, users, redis=cached.profiles is not None)
+                entries = _rendered_with_profiles(cached.entries, users, fields)
+                return TopJson(as_of, entries, cached.version, bool(fields))
     except RedisError as exc:
         logger.warning("top-N of %s read from the database: Redis failed (%s)", leaderboard.slug, exc)
     return _top_from_database(leaderboard=leaderboard, period=period, limit=limit, strategy=strategy)
@@ -166,9 +219,9 @@ def _top_from_database(*, leaderboard: Leaderboard, period: str, limit: int, str
     top = TopN.objects.filter(leaderboard=leaderboard, period=period).first()
     if strategy == "sorted_set" or top is None or top.as_of is None:
         rows = db_top_rows(leaderboard=leaderboard, period=period, limit=limit)
-        return TopJson(timezone.now(), cache.entries_json((r.user_id, r.score) for r in rows), None)
+        return _top_json(leaderboard, period, timezone.now(), rows, None, redis=False)
     stored = rows_from_json(top.entries[:limit])
-    return TopJson(top.as_of, cache.entries_json((r.user_id, r.score) for r in stored), top.version)
+    return _top_json(leaderboard, period, top.as_of, stored, top.version, redis=False)
 
 
 @dataclass(frozen=True)
@@ -179,6 +232,8 @@ class UserRankView:
     total: int
     # 100 x rank / total: the user is in the top top_percent % of the board.
     top_percent: float
+    display_name: str | None
+    metadata: dict[str, Any] | None
     around: list[dict[str, Any]]
 
 
@@ -203,6 +258,7 @@ def leaderboard_user_rank(
             return None
         total, rank0, first0, *members = answer
         neighbours = _entries([parse_member(m.decode(), desc) for m in members], first_rank=first0 + 1)
+        neighbours = _with_profiles(leaderboard, period, neighbours, redis=True)
         own = neighbours[rank0 - first0]
         return UserRankView(
             user_id=user_id,
@@ -210,6 +266,8 @@ def leaderboard_user_rank(
             rank=rank0 + 1,
             total=total,
             top_percent=_top_percent(rank0 + 1, total),
+            display_name=own["display_name"],
+            metadata=own["metadata"],
             around=neighbours,
         )
 
@@ -253,12 +311,16 @@ def _user_rank_from_database(
         below = cursor.fetchall()
     rank = before + 1
     neighbours = _entries([*above, (user_id, score), *below], first_rank=rank - len(above))
+    neighbours = _with_profiles(leaderboard, period, neighbours, redis=False)
+    own = neighbours[len(above)]
     return UserRankView(
         user_id=user_id,
         score=score,
         rank=rank,
         total=total,
         top_percent=_top_percent(rank, total),
+        display_name=own["display_name"],
+        metadata=own["metadata"],
         around=neighbours,
     )
 
@@ -282,7 +344,8 @@ def leaderboard_rank_range(*, leaderboard: Leaderboard, period: str, start: int,
     if answer is not None:
         total, *members = answer
         desc = is_desc(leaderboard)
-        return RankRange(total, _entries([parse_member(m.decode(), desc) for m in members], first_rank=start))
+        entries = _entries([parse_member(m.decode(), desc) for m in members], first_rank=start)
+        return RankRange(total, _with_profiles(leaderboard, period, entries, redis=True))
     _repair_ask(leaderboard, period)
     return _rank_range_from_database(leaderboard=leaderboard, period=period, start=start, count=count)
 
@@ -301,7 +364,7 @@ def _rank_range_from_database(*, leaderboard: Leaderboard, period: str, start: i
                 [leaderboard.id, period, start - 1, count],
             )
             rows = cursor.fetchall()
-    return RankRange(total, _entries(rows, first_rank=start))
+    return RankRange(total, _with_profiles(leaderboard, period, _entries(rows, first_rank=start), redis=False))
 
 
 def leaderboard_ranks_of(*, leaderboard: Leaderboard, period: str, user_ids: list[str]) -> list[dict[str, Any]]:
@@ -317,7 +380,8 @@ def leaderboard_ranks_of(*, leaderboard: Leaderboard, period: str, user_ids: lis
         return _ranks_of_from_database(leaderboard=leaderboard, period=period, user_ids=user_ids)
     desc = is_desc(leaderboard)
     found = sorted(zip(answer[::2], answer[1::2], strict=True))
-    return [_entry(rank0 + 1, *parse_member(member.decode(), desc)[:2]) for rank0, member in found]
+    entries = [_entry(rank0 + 1, *parse_member(member.decode(), desc)[:2]) for rank0, member in found]
+    return _with_profiles(leaderboard, period, entries, redis=True)
 
 
 def _entry(rank: int, user_id: str, score: int) -> dict[str, Any]:
@@ -343,7 +407,8 @@ def _ranks_of_from_database(*, leaderboard: Leaderboard, period: str, user_ids: 
             [*(v for p in positions for v in p), leaderboard.id, period, *positions[-1]],
         )
         before = cursor.fetchone()
-    return [_entry(n + 1, r.user_id, r.score) for n, r in zip(before, ordered, strict=True)]
+    entries = [_entry(n + 1, r.user_id, r.score) for n, r in zip(before, ordered, strict=True)]
+    return _with_profiles(leaderboard, period, entries, redis=False)
 
 
 def leaderboard_by_slug(*, slug: str) -> Leaderboard | None:

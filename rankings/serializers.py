@@ -94,7 +94,14 @@ class LeaderboardOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-class RankedEntrySerializer(serializers.Serializer):
+class ProfileFieldsSerializer(serializers.Serializer):
+    """Who the entry is: the latest display name and metadata its events carried."""
+
+    display_name = serializers.CharField(allow_null=True, help_text="null until an event carries one")
+    metadata = serializers.DictField(allow_null=True, help_text="a JSON object; null until an event carries one")
+
+
+class RankedEntrySerializer(ProfileFieldsSerializer):
     rank = serializers.IntegerField()
     user_id = serializers.CharField()
     score = serializers.IntegerField()
@@ -121,7 +128,7 @@ class UserRankQuerySerializer(serializers.Serializer):
     around = serializers.IntegerField(min_value=0, max_value=50, default=0)
 
 
-class UserRankOutputSerializer(serializers.Serializer):
+class UserRankOutputSerializer(ProfileFieldsSerializer):
     user_id = serializers.CharField()
     score = serializers.IntegerField()
     rank = serializers.IntegerField()

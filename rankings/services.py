@@ -38,6 +38,7 @@ from tasks.messages import (
     ChangedRow,
     Merged,
     Partial,
+    ProfileCopy,
     Row,
     partial_decode,
     partial_encode,
@@ -82,8 +83,11 @@ def ranking_handoff(
     Returns the number of roots scheduled.
     """
     grouped: dict[tuple[int, str], list[Row]] = defaultdict(list)
+    profiles: dict[tuple[int, str], list[tuple[str, ProfileCopy]]] = defaultdict(list)
     for change in changed:
         grouped[(change.leaderboard_id, change.period)].append(change.row)
+        if change.profile is not None:
+            profiles[(change.leaderboard_id, change.period)].append((change.row.user_id, change.profile))
     boards = leaderboards_by_id({leaderboard_id for leaderboard_id, _ in grouped})
     with_partials = settings.LEADERBOARD_RANKING_STRATEGY == "merge_tree"
     pushes = []
@@ -96,7 +100,7 @@ def ranking_handoff(
         if with_partials:
             cut = top_k(rows, board.top_n, desc)
             partial = partial_encode(Partial(WIRE_VERSION, leaderboard_id, period, cut, oldest_accepted_us))
-        pushes.append(rounds.BoardPush(leaderboard_id, period, desc, rows, partial))
+        pushes.append(rounds.BoardPush(leaderboard_id, period, desc, rows, partial, profiles[(leaderboard_id, period)]))
     if not pushes:
         if also is not None:
             with cache.redis_client().pipeline(transaction=False) as pipe:

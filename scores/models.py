@@ -183,3 +183,34 @@ class DeletedEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} deleted from board {self.leaderboard_id} at {self.deleted_us}"
+
+
+class EntryProfile(models.Model):
+    """Who an entry is: the ``display_name`` and ``metadata`` of one (board, period, user),
+    each the value of the latest accepted event that carried it (last-writer-wins on
+    (accepted time, event_id), field by field).
+
+    A table of its own, written only by events that carry a field: the score row, its
+    ranking index and the Redis rank index stay as lean as without profiles. Distributed
+    by user_id and colocated with the scores, so ingest writes it in the user's
+    single-shard transaction. ``leaderboard_id`` is a plain id, as for the tombstones: a
+    deleted board's rows go with its chunked delete.
+    """
+
+    pk = models.CompositePrimaryKey("user_id", "leaderboard_id", "period")
+    user_id = models.CharField(max_length=64, db_collation="C")
+    leaderboard_id = models.BigIntegerField()
+    period = models.CharField(max_length=32)
+    # NULL until an event carries one: the API's null (a display name is never empty).
+    display_name = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    # The (accepted µs, event id) of the event that set each field: its last-writer-wins key.
+    display_name_us = models.BigIntegerField(null=True, blank=True)
+    display_name_event = models.CharField(max_length=80, default="", blank=True)
+    metadata = models.JSONField(null=True, blank=True)
+    metadata_us = models.BigIntegerField(null=True, blank=True)
+    metadata_event = models.CharField(max_length=80, default="", blank=True)
+    # Grows with every change; with the newest stamp it orders the Redis copies' updates.
+    version = models.BigIntegerField(default=1)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.leaderboard_id}/{self.period}: {self.display_name!r}"

@@ -4,13 +4,51 @@ from rest_framework import serializers
 
 from leaderboard_project.serializers import JSONIntegerField, JSONStringField, KnownFieldsOnly
 from rankings.models import INT64_MAX, INT64_MIN, id_validator
+from scores.profiles import (
+    DISPLAY_NAME_MAX,
+    METADATA_MAX_BYTES,
+    METADATA_MAX_KEYS,
+    display_name_problem,
+    metadata_problem,
+)
 from scores.submission import MAX_BATCH, submission_convert, submitted_event
+
+
+class DisplayNameField(JSONStringField):
+    def to_internal_value(self, data: object) -> str:
+        value = super().to_internal_value(data)
+        problem = display_name_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+class MetadataField(serializers.JSONField):
+    def to_internal_value(self, data: object) -> dict:
+        problem = metadata_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return data
 
 
 class ScoreEventSerializer(KnownFieldsOnly, serializers.Serializer):
     user_id = JSONStringField(max_length=64, validators=[id_validator], trim_whitespace=False)
     points = JSONIntegerField(min_value=INT64_MIN, max_value=INT64_MAX)
     event_id = JSONStringField(max_length=64, validators=[id_validator], required=False, trim_whitespace=False)
+    display_name = DisplayNameField(
+        required=False,
+        min_length=1,
+        max_length=DISPLAY_NAME_MAX,
+        trim_whitespace=False,
+        help_text=f"Shown with the entry: 1-{DISPLAY_NAME_MAX} characters, no control characters.",
+    )
+    metadata = MetadataField(
+        required=False,
+        help_text=(
+            f"Shown with the entry: a JSON object of at most {METADATA_MAX_KEYS} keys, "
+            f"at most {METADATA_MAX_BYTES} bytes as compact JSON."
+        ),
+    )
 
     def validate_points(self, value: int) -> int:
         board = self.context["leaderboard"]
@@ -33,7 +71,7 @@ class ScoreSubmitSerializer(serializers.Serializer):
         if events is not None:
             return {"events": events}
         if isinstance(data, dict) and "events" in data:
-            extra = sorted(set(data) & {"user_id", "points", "event_id"})
+            extra = sorted(set(data) & set(ScoreEventSerializer().fields))
             if extra:
                 raise serializers.ValidationError({field: ["Not allowed beside 'events'."] for field in extra})
             batch = ScoreBatchSerializer(data=data, context=self.context)

@@ -28,8 +28,10 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any
 
+import msgspec
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
+from msgspec import UNSET
 from psycopg import errors as pg_errors
 from psycopg import sql
 
@@ -39,6 +41,17 @@ from rankings.ordering import INT64_MAX, from_micros, to_micros
 from rankings.selectors import cached_boards_forget, leaderboards_by_id
 from scores.admission import admission_check
 from scores.citus import scores_distributed, user_shards
+from scores.profiles import (
+    ProfileChange,
+    RowKey,
+    StoredProfile,
+    metadata_encode,
+    profile_change,
+    profiles_current,
+    profiles_from_rows,
+    profiles_upsert_arrays,
+    profiles_upsert_values_sql,
+)
 from scores.publisher import BrokerUnavailable, ingest_publisher
 from scores.submission import SubmittedEvent, submitted_event
 from scores.tombstones import Tombstones, is_erased, tombstones_read
@@ -110,7 +123,14 @@ def score_events_stamp(
     records = (event if isinstance(event, SubmittedEvent) else submitted_event(event) for event in events)
     return [
         ScoreEvent(
-            board_id, event.user_id, event.points, event.event_id or _server_event_ids.next(position), accepted_us
+            board_id,
+            event.user_id,
+            event.points,
+            event.event_id or _server_event_ids.next(position),
+            accepted_us,
+            # A display name is never empty, so UNSET (falsy) and a name tell apart.
+            event.display_name or None,
+            None if event.metadata is UNSET else metadata_encode(event.metadata),
         )
         for position, event in enumerate(records)
     ]
@@ -125,15 +145,6 @@ def score_events_submit(
     if batch:
         ingest_publisher().publish(batch)
     return len(batch)
-
-
-@dataclass(frozen=True)
-class _Key:
-    """One score row: its key in the table, in the order row locks are taken."""
-
-    user_id: str
-    leaderboard_id: int
-    period: str
 
 
 @dataclass
@@ -294,7 +305,7 @@ def _int_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def _key_arrays(keys: Sequence[_Key]) -> dict[str, str | list[str]]:
+def _key_arrays(keys: Sequence[RowKey]) -> dict[str, str | list[str]]:
     return {
         "users": _text_array(k.user_id for k in keys),
         "boards": _int_array(k.leaderboard_id for k in keys),
@@ -302,7 +313,7 @@ def _key_arrays(keys: Sequence[_Key]) -> dict[str, str | list[str]]:
     }
 
 
-def _key_order(key: _Key) -> tuple[str, int, str]:
+def _key_order(key: RowKey) -> tuple[str, int, str]:
     return (key.user_id, key.leaderboard_id, key.period)
 
 
@@ -320,7 +331,7 @@ class _Write:
     of rows only zero-points events reached; the keys in the order their locks are taken."""
 
     group: _Group | None
-    keys: list[_Key]
+    keys: list[RowKey]
 
 
 @dataclass
@@ -328,8 +339,8 @@ class _ScorePlan:
     """The score statements of a batch (or of one shard's part of it), in order."""
 
     writes: list[_Write] = field(default_factory=list)
-    changes: dict[_Key, _Change] = field(default_factory=dict)
-    idle: dict[_Key, int] = field(default_factory=dict)  # key -> latest accepted time
+    changes: dict[RowKey, _Change] = field(default_factory=dict)
+    idle: dict[RowKey, int] = field(default_factory=dict)  # key -> latest accepted time
 
 
 @dataclass
@@ -337,8 +348,14 @@ class _Fresh:
     """A part's events against the event ids it recorded: the rows it concerns, and the
     events that are new for each."""
 
-    touched: set[_Key] = field(default_factory=set)
-    events: dict[_Key, list[ScoreEvent]] = field(default_factory=lambda: defaultdict(list))
+    touched: set[RowKey] = field(default_factory=set)
+    events: dict[RowKey, list[ScoreEvent]] = field(default_factory=lambda: defaultdict(list))
+    # Rows an event of the batch (fresh or not) gave a display name or metadata: the
+    # hand-off carries their profile, so a redelivered batch re-sends it too.
+    profiled: set[RowKey] = field(default_factory=set)
+
+    def profile_changes(self) -> dict[RowKey, ProfileChange]:
+        return {key: change for key in self.profiled if (change := profile_change(self.events.get(key, ())))}
 
 
 def _fresh_events(
@@ -354,8 +371,10 @@ def _fresh_events(
             # recorded, so a resend of it is not counted later either.
             continue
         board = boards[event.leaderboard_id]
-        key = _Key(event.user_id, board.id, board.period_of(event.accepted_us))
+        key = RowKey(event.user_id, board.id, board.period_of(event.accepted_us))
         found.touched.add(key)
+        if event.display_name is not None or event.metadata is not None:
+            found.profiled.add(key)
         if event_key in fresh_ids:
             found.events[key].append(event)
     return found
@@ -372,7 +391,7 @@ def _score_plan(boards: dict[int, Leaderboard], fresh: _Fresh, *, touches_in_key
     resolves within a second (rare: a user's only fresh events all zero points).
     """
     plan = _ScorePlan()
-    by_group: dict[_Group, set[_Key]] = defaultdict(set)
+    by_group: dict[_Group, set[RowKey]] = defaultdict(set)
     for key, key_events in fresh.events.items():
         board = boards[key.leaderboard_id]
         change = _aggregate(board, key_events)
@@ -495,6 +514,12 @@ class _ShardStatements:
             )
         return self._send(_UPSERT_INTO, rows, _upsert_conflict_sql(write.group))
 
+    def profiles(self, changes: dict[RowKey, ProfileChange]) -> CursorWrapper:
+        cursor = connection.cursor()
+        cursor.execute(profiles_upsert_values_sql(changes))
+        self.cursors.append(cursor)
+        return cursor
+
     def close(self) -> None:
         for cursor in self.cursors:
             cursor.close()
@@ -521,11 +546,14 @@ def _shard_parts(cursor: CursorWrapper, unique: dict[EventKey, ScoreEvent]) -> l
 
 @dataclass
 class _Applied:
-    """What a batch wrote: the rows it changed, the rows it concerns, its new event ids."""
+    """What a batch wrote: the rows it changed, the rows it concerns, its new event ids,
+    the profiles it changed and the rows whose profile it hands off."""
 
     changed: list[ChangedRow]
-    touched: set[_Key]
+    touched: set[RowKey]
     fresh_ids: set[EventKey]
+    profiles: list[StoredProfile] = field(default_factory=list)
+    profiled: set[RowKey] = field(default_factory=set)
 
 
 def _apply_in_one(
@@ -541,7 +569,9 @@ def _apply_in_one(
     fresh = _fresh_events(boards, unique, fresh_ids, tombstones)
     plan = _score_plan(boards, fresh, touches_in_key_order=False)
     changed = [row for write in plan.writes for row in statements.write(write, plan)]
-    return _Applied(changed, fresh.touched, fresh_ids)
+    profile_changes = fresh.profile_changes()
+    profiles = profiles_upsert_arrays(cursor, profile_changes) if profile_changes else []
+    return _Applied(changed, fresh.touched, fresh_ids, profiles, fresh.profiled)
 
 
 def _apply_by_shard(
@@ -552,7 +582,8 @@ def _apply_by_shard(
     tombstones: Tombstones,
 ) -> _Applied:
     """Citus: the statements of each shard alone, in ascending shard id; the event ids of
-    every shard first (one pipeline), then the score rows of every shard (another)."""
+    every shard first (one pipeline), then the score rows of every shard and then their
+    profiles (another)."""
     parts = _shard_parts(cursor, unique)
     statements = _ShardStatements()
     try:
@@ -561,12 +592,21 @@ def _apply_by_shard(
         fresh_ids = [{tuple(row) for row in sent.fetchall()} for sent in recorded]
         fresh = [_fresh_events(boards, part, ids, tombstones) for part, ids in zip(parts, fresh_ids, strict=True)]
         plans = [_score_plan(boards, part, touches_in_key_order=True) for part in fresh]
+        profile_changes = [changes for part in fresh if (changes := part.profile_changes())]
         with _pipelined():
             written = [statements.write(write, plan) for plan in plans for write in plan.writes]
+            profiled = [statements.profiles(changes) for changes in profile_changes]
         changed = [row for sent in written for row in _as_changed(sent.fetchall())]
+        profiles = [stored for sent in profiled for stored in profiles_from_rows(sent.fetchall())]
     finally:
         statements.close()
-    return _Applied(changed, {key for part in fresh for key in part.touched}, {key for ids in fresh_ids for key in ids})
+    return _Applied(
+        changed,
+        {key for part in fresh for key in part.touched},
+        {key for ids in fresh_ids for key in ids},
+        profiles,
+        {key for part in fresh for key in part.profiled},
+    )
 
 
 def score_events_apply(*, events: Sequence[ScoreEvent], now: datetime | None = None) -> list[ChangedRow]:
@@ -623,7 +663,12 @@ def _score_events_apply(events: Sequence[ScoreEvent], now: datetime | None) -> l
         if event.leaderboard_id not in boards:
             logger.warning("dropping event for deleted leaderboard %s", event.leaderboard_id)
             continue
-        unique.setdefault((event.user_id, event.leaderboard_id, event.event_id), event)
+        # Of two copies of one event in the batch, the first accepted is the event (what a
+        # duplicate carries changes nothing, whichever message came first).
+        key = (event.user_id, event.leaderboard_id, event.event_id)
+        held = unique.get(key)
+        if held is None or event.accepted_us < held.accepted_us:
+            unique[key] = event
     if not unique:
         return []
 
@@ -634,14 +679,30 @@ def _score_events_apply(events: Sequence[ScoreEvent], now: datetime | None) -> l
         apply = _apply_by_shard if scores_distributed(cursor) else _apply_in_one
         applied = apply(cursor, boards, unique, applied_at, tombstones)
         changed, fresh_ids = applied.changed, applied.fresh_ids
-        moved = {_Key(c.row.user_id, c.leaderboard_id, c.period) for c in changed}
+        moved = {RowKey(c.row.user_id, c.leaderboard_id, c.period) for c in changed}
         unmoved = sorted(applied.touched - moved, key=_key_order)
         if unmoved:
             # A read: no row locks, on every shard at once.
             cursor.execute(_CURRENT_ROWS_SQL, _key_arrays(unmoved))
             changed += _as_changed(cursor.fetchall())
+        if applied.profiled:
+            changed = _with_profiles(cursor, changed, applied)
     _record_applied(boards, unique, fresh_ids)
     return changed
+
+
+def _with_profiles(cursor: CursorWrapper, changed: list[ChangedRow], applied: _Applied) -> list[ChangedRow]:
+    """Attach each profiled row's stored profile: as this batch wrote it, or (its events'
+    fields were older, or duplicates) as it stands."""
+    stored = {profile.key: profile for profile in applied.profiles}
+    stored.update((p.key, p) for p in profiles_current(cursor, applied.profiled - stored.keys()))
+    attached = []
+    for change in changed:
+        profile = stored.get(RowKey(change.row.user_id, change.leaderboard_id, change.period))
+        if profile is not None:
+            change = msgspec.structs.replace(change, profile=profile.copy)
+        attached.append(change)
+    return attached
 
 
 def _record_applied(

@@ -6,7 +6,8 @@ plain list, but code reads ``event.user_id`` instead of ``event[1]``, and decodi
 validates the shape. Messages carry a version, so a later format can be told apart.
 
 - ``ScoreEvent`` / ``IngestBatch``: web tier -> ingest queue (a Celery task argument).
-- ``ChangedRow``: the ingest transaction's output, one per (board, period, user) touched.
+- ``ChangedRow``: the ingest transaction's output, one per (board, period, user) touched,
+  with its ``ProfileCopy`` when the batch carried a display name or metadata for it.
 - ``Row``: a ranked row, the unit of partials, of the top-N table and of its Redis copy.
 - ``Partial``: one board's top-K candidates, pushed to the board's level 0 after a commit
   and merged level by level up to the board's root; ``Merged``: a merge step's result.
@@ -28,6 +29,11 @@ class ScoreEvent(msgspec.Struct, array_like=True, frozen=True):
     # When the web tier accepted the event (µs since the epoch): it orders "last"
     # writes and stamps reached_at, whatever order the workers apply events in.
     accepted_us: int
+    # Who the entry is (scores.profiles), when the event says: a display name, and the
+    # metadata object's compact JSON. Trailing and optional, so a batch from before them
+    # reads as events without them.
+    display_name: str | None = None
+    metadata: str | None = None
 
 
 class IngestBatch(msgspec.Struct, array_like=True, frozen=True):
@@ -43,10 +49,21 @@ class Row(msgspec.Struct, array_like=True, frozen=True):
     version: int
 
 
+class ProfileCopy(msgspec.Struct, array_like=True, frozen=True):
+    """An entry profile as committed, for its Redis copy: the entry's two fields rendered,
+    and the order key (newest stamp, then version) that lets only a newer copy replace it."""
+
+    stamp_us: int
+    version: int
+    fields: bytes
+
+
 class ChangedRow(msgspec.Struct, array_like=True, frozen=True):
     leaderboard_id: int
     period: str
     row: Row
+    # The row's profile, when an event of the batch carried a display name or metadata.
+    profile: ProfileCopy | None = None
 
 
 class Partial(msgspec.Struct, array_like=True, frozen=True):

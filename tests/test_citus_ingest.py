@@ -7,6 +7,7 @@ batch over every shard and every aggregation applies exactly; then batches over 
 shards, their events in opposite orders, run concurrently without a distributed deadlock.
 """
 
+import json
 import random
 import threading
 import time
@@ -20,7 +21,7 @@ from django.db import DataError, OperationalError, connection
 
 from rankings.models import Aggregation, Leaderboard, Order
 from scores.citus import scores_distributed
-from scores.models import ProcessedEvent, Score
+from scores.models import EntryProfile, ProcessedEvent, Score
 from scores.services import now_micros, score_events_apply
 from tasks.messages import ScoreEvent
 from tests.citus_checks import remote_commands, shard_index
@@ -278,3 +279,23 @@ def test_it_rolls_back_the_whole_batch_when_a_shard_statement_fails(transactiona
     # The connection is usable again: the next batch applies.
     score_events_apply(events=events_for(board, [(user, 5, "e") for user in users]))
     assert Score.objects.filter(leaderboard=board).count() == len(users)
+
+
+def test_it_writes_profiles_shard_by_shard_after_the_scores(transactional_db, make_board):
+    board = make_board()
+    users = users_on_every_shard(2)
+    t = now_micros()
+    # A quote and non-ASCII text: outside the plain alphabet, quoted by psycopg.
+    batch = [
+        ScoreEvent(board.id, user, 1, f"e{n}", t, f"O'Neil {n} ✓", json.dumps({"n": n, "s": "it's"}))
+        for n, user in enumerate(users)
+    ]
+    with statements_sent() as sent:
+        changed = score_events_apply(events=batch)
+    profile_inserts = [s for s in sent if "scores_entryprofile" in s and s.lstrip().startswith("INSERT")]
+    assert len(profile_inserts) == settings.LEADERBOARD_CITUS_SHARD_COUNT, "one statement per shard"
+    for statement in profile_inserts:
+        assert "Task Count: 1" in explain(statement), statement[:200]
+    stored = {p.user_id: (p.display_name, p.metadata) for p in EntryProfile.objects.filter(leaderboard_id=board.id)}
+    assert stored == {user: (f"O'Neil {n} ✓", {"n": n, "s": "it's"}) for n, user in enumerate(users)}
+    assert all(change.profile is not None for change in changed)

@@ -104,6 +104,19 @@ def test_it_accepts_plain_events_at_the_door_and_queues_each_once(door, transact
     assert events[0].event_id.startswith("~") and events[2].event_id.startswith("~")
     assert events[0].event_id != events[2].event_id
     assert all(before <= e.accepted_us <= after for e in events)
+    assert all(e.display_name is None and e.metadata is None for e in events)
+
+
+def test_it_queues_display_names_and_metadata_at_the_door(door, transactional_db, admin_key):
+    slug = fresh_board().slug
+    queued_events()
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    event = {"user_id": "ann", "points": 7, "display_name": "Ann Zoë ✓", "metadata": {"lvl": 3, "tags": ["a"]}}
+    answer = httpx.post(f"{door}{scores_url(slug)}", json=event, headers=headers)
+    assert (answer.status_code, answer.json()) == (202, {"accepted": 1})
+    assert "allow" not in answer.headers, "Django answered, not the door"
+    (queued,) = queued_events()
+    assert (queued.display_name, json.loads(queued.metadata)) == ("Ann Zoë ✓", {"lvl": 3, "tags": ["a"]})
 
 
 def _refusal_cases(admin_key: str, limited_key: str) -> list[tuple[str, dict, bytes]]:
@@ -126,6 +139,34 @@ def _refusal_cases(admin_key: str, limited_key: str) -> list[tuple[str, dict, by
         ("bad user id", admin, b'{"user_id": "a b", "points": 1}'),
         ("user id as a number", admin, b'{"user_id": 5, "points": 1}'),
         ("event id as a number", admin, b'{"user_id": "ann", "points": 1, "event_id": 9}'),
+        ("empty display name", admin, b'{"user_id": "ann", "points": 1, "display_name": ""}'),
+        (
+            "display name too long",
+            admin,
+            json.dumps({"user_id": "ann", "points": 1, "display_name": "n" * 65}).encode(),
+        ),
+        ("control character in a display name", admin, b'{"user_id": "ann", "points": 1, "display_name": "a\\u0007b"}'),
+        ("null display name", admin, b'{"user_id": "ann", "points": 1, "display_name": null}'),
+        ("display name as a number", admin, b'{"user_id": "ann", "points": 1, "display_name": 7}'),
+        ("lone surrogate in a display name", admin, b'{"user_id": "ann", "points": 1, "display_name": "\\ud800"}'),
+        ("metadata not an object", admin, b'{"user_id": "ann", "points": 1, "metadata": [1]}'),
+        (
+            "metadata of 17 keys",
+            admin,
+            json.dumps({"user_id": "a", "points": 1, "metadata": dict.fromkeys("abcdefghijklmnopq", 1)}).encode(),
+        ),
+        (
+            "metadata over 1024 bytes",
+            admin,
+            json.dumps({"user_id": "a", "points": 1, "metadata": {"k": "v" * 1020}}).encode(),
+        ),
+        ("metadata with an infinite number", admin, b'{"user_id": "ann", "points": 1, "metadata": {"a": 1e400}}'),
+        ("lone surrogate in metadata", admin, b'{"user_id": "ann", "points": 1, "metadata": {"\\ud800": 1}}'),
+        (
+            "bad display name in a batch",
+            admin,
+            b'{"events": [{"user_id": "a", "points": 1}, {"user_id": "b", "points": 1, "display_name": ""}]}',
+        ),
         ("empty batch", admin, b'{"events": []}'),
         ("batch too long", admin, json.dumps({"events": [{"user_id": "u", "points": 1}] * 1001}).encode()),
         ("form body", {"Content-Type": "application/x-www-form-urlencoded", **admin}, b"user_id=ann&points=1"),

@@ -179,7 +179,7 @@ def test_it_leaves_hidden_users_out_of_the_database_reads(transactional_db, make
     ranks = _rank_range_from_database(leaderboard=board, period=period, start=1, count=10)
     assert (ranks.total, [e["user_id"] for e in ranks.entries]) == (3, ["b", "c", "d"])
     assert _ranks_of_from_database(leaderboard=board, period=period, user_ids=["a", "c"]) == [
-        {"rank": 2, "user_id": "c", "score": 30}
+        {"rank": 2, "user_id": "c", "score": 30, "display_name": None, "metadata": None}
     ]
     assert index_upkeep.db_counters(leaderboard=board, period=period)[0] == 3
     rows = index_upkeep.rows_after(leaderboard=board, period=period, cursor="", limit=10)

@@ -225,7 +225,10 @@ def test_it_reads_each_kept_period_on_all_four_reads(api, make_board, clock, no_
         "leaderboard": board.slug,
         "period": old,
         "total": 3,
-        "entries": [{"rank": 2, "user_id": "b", "score": 20}, {"rank": 3, "user_id": "c", "score": 10}],
+        "entries": [
+            {"rank": 2, "user_id": "b", "score": 20, "display_name": None, "metadata": None},
+            {"rank": 3, "user_id": "c", "score": 10, "display_name": None, "metadata": None},
+        ],
     }
     assert api.get(f"{url}/ranks").json()["period"] == new
     friends = api.get(f"{url}/users", {"ids": "c,a,z", "period": old}).json()

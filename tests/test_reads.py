@@ -37,7 +37,7 @@ def seeded_board(make_board) -> tuple[Leaderboard, list[tuple[str, int]]]:
 
 def ranked(order: list[tuple[str, int]], start: int, count: int) -> list[dict]:
     return [
-        {"rank": start + i, "user_id": user_id, "score": score}
+        {"rank": start + i, "user_id": user_id, "score": score, "display_name": None, "metadata": None}
         for i, (user_id, score) in enumerate(order[start - 1 : start - 1 + count])
     ]
 
@@ -72,6 +72,8 @@ def expected_reads(board: Leaderboard, order: list[tuple[str, int]]) -> dict:
             "rank": 6,
             "total": USERS,
             "top_percent": 20.0,
+            "display_name": None,
+            "metadata": None,
             "around": ranked(order, 5, 3),
         },
     }
@@ -142,6 +144,12 @@ def test_it_serves_the_top_with_an_etag_and_answers_304_until_it_changes(worker,
         fresh = api.get(api_url(board, "top"), {"limit": 3}, HTTP_IF_NONE_MATCH=etag)
         assert fresh.status_code == 200
         assert fresh["ETag"] != etag
-        assert fresh.json()["entries"][0] == {"rank": 1, "user_id": "newcomer", "score": 10_000}
+        assert fresh.json()["entries"][0] == {
+            "rank": 1,
+            "user_id": "newcomer",
+            "score": 10_000,
+            "display_name": None,
+            "metadata": None,
+        }
 
     eventually(changed)
