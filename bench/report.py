@@ -266,6 +266,8 @@ def build_figures(cfg: dict[str, Any], raw: dict[str, Any]) -> list[Figure]:
             exactly_once,
         )
     )
+    if "profiles_cost" in raw:
+        figs.append(_profiles_cost_figure(raw["profiles_cost"]))
     figs += _front_door_figures(cfg, raw)
     freshness_runs = [(strategy, f"{strategy}, hot board", data["freshness"]) for strategy, data in strategies.items()]
     freshness_runs.append(("many_boards", f"merge_tree, {many['e2e']['boards']} boards", many["freshness"]))
@@ -459,6 +461,34 @@ FRONT_DOOR_FIGURES = (
 )
 # ... and those read from the web tier's Redis counters: null while it does not keep them.
 FRONT_DOOR_COUNTER_FIGURES = ("single_event_messages_per_request", "single_event_events_per_message")
+
+
+# Issue 20: profiles on every event cost at most 10 % of ingest throughput.
+PROFILES_MIN_RATIO = 0.9
+
+
+def _rates(values: list[float]) -> str:
+    return ", ".join(f"{value:.0f}" for value in values)
+
+
+def _profiles_cost_figure(cost: dict[str, Any]) -> Figure:
+    """The mean of each kind's runs (taken in turns), the one with profiles against the one without."""
+    plain = [run["events_per_s"] for run in cost["runs"]["plain"]]
+    meta = [run["events_per_s"] for run in cost["runs"]["metadata"]]
+    incomplete = any(not run["complete"] for kind in cost["runs"].values() for run in kind)
+    return _at_least(
+        Figure(
+            "ingest_profiles_ratio",
+            f"end to end with a display name and {cost['metadata_bytes']} B of metadata on every event, "
+            f"merge_tree, uniform, c={cost['concurrency']}" + (" (a run timed out)" if incomplete else ""),
+            sum(meta) / len(meta),
+            "events/s",
+            "same, no profiles",
+            sum(plain) / len(plain),
+            note=f"runs in turns: without {_rates(plain)}; with {_rates(meta)}",
+        ),
+        PROFILES_MIN_RATIO,
+    )
 
 
 def _statuses(run: dict[str, Any]) -> str:

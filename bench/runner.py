@@ -100,6 +100,8 @@ def run_phases(cfg: BenchConfig, stack: Stack, say: Progress) -> dict[str, Any]:
             )
             with _timed(raw, "many_boards"):
                 raw["many_boards"] = _many_boards_phase(ctx, say, conc)
+            with _timed(raw, "profiles_cost"):
+                raw["profiles_cost"] = _profiles_cost_phase(ctx, say, conc)
             with _timed(raw, "single_event"):
                 raw["single_event"] = _single_event_phase(ctx, say)
             with _timed(raw, "sustained"):
@@ -199,6 +201,27 @@ def _many_boards_phase(ctx: service.Ctx, say: Progress, concurrency: int) -> dic
     out["freshness"] = service.freshness(ctx, boards[0], rate / 2, spread=boards)
     say(f"many boards freshness at {rate / 2:.0f} events/s: {_fmt_summary(out['freshness']['ms'])}")
     return out
+
+
+# Issue 20: every event with a display name and 200 bytes of metadata, against none.
+PROFILE_METADATA_BYTES = 200
+
+
+def _profiles_cost_phase(ctx: service.Ctx, say: Progress, concurrency: int) -> dict[str, Any]:
+    """The batched load on a fresh board without profiles and on one whose every event
+    carries them, in turns (twice each, so drift over the run falls on both alike)."""
+    sampler = uniform(ctx.cfg.user_space)
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "metadata": []}
+    for turn in range(2):
+        for kind, size in (("plain", 0), ("metadata", PROFILE_METADATA_BYTES)):
+            board = board_make(f"profiles-{kind}-{turn}")
+            runs[kind].append(service.e2e_boards(ctx, [board], sampler, concurrency, metadata_bytes=size))
+    rates = {kind: [run["events_per_s"] for run in found] for kind, found in runs.items()}
+    say(
+        f"profiles cost, uniform, c={concurrency}: without {rates['plain']} events/s, "
+        f"with {PROFILE_METADATA_BYTES} B of metadata {rates['metadata']} events/s"
+    )
+    return {"concurrency": concurrency, "metadata_bytes": PROFILE_METADATA_BYTES, "runs": runs}
 
 
 def _overload_phase(ctx: service.Ctx, say: Progress, e2e: dict[str, Any]) -> dict[str, Any]:

@@ -80,9 +80,12 @@ def e2e_batched(ctx: Ctx, board: Any, sampler: Sampler, concurrency: int) -> dic
     return e2e_boards(ctx, [board], sampler, concurrency)
 
 
-def e2e_boards(ctx: Ctx, boards: list[Any], sampler: Sampler, concurrency: int) -> dict[str, Any]:
+def e2e_boards(
+    ctx: Ctx, boards: list[Any], sampler: Sampler, concurrency: int, metadata_bytes: int = 0
+) -> dict[str, Any]:
     """Batches sent for the phase, each request to one board drawn uniformly; events/s from the
-    first send until every event is applied, every board's top-N shows them and the pipeline is idle."""
+    first send until every event is applied, every board's top-N shows them and the pipeline is
+    idle. ``metadata_bytes``: each event carries a display name and metadata of that size."""
     from leaderboard_project.celery import app as celery_app
 
     cfg = ctx.cfg
@@ -94,6 +97,7 @@ def e2e_boards(ctx: Ctx, boards: list[Any], sampler: Sampler, concurrency: int) 
         batch_size=cfg.batch_size,
         points_max=cfg.points_max,
         rng=ctx.rng,
+        metadata_bytes=metadata_bytes,
     )
     ids = [board.id for board in boards]
     before = boards_sums(ids)

@@ -36,10 +36,13 @@ def batch_calls(
     batch_size: int,
     points_max: int,
     rng: np.random.Generator,
+    metadata_bytes: int = 0,
 ) -> list[Call]:
     """``batches`` POST bodies of ``batch_size`` events with positive points (so sums only grow).
 
-    Given several URLs (boards), each request goes to one of them drawn uniformly.
+    Given several URLs (boards), each request goes to one of them drawn uniformly. With
+    ``metadata_bytes``, every event carries a display name and a metadata object of about
+    that many bytes of compact JSON (the cost of profiles, issue 20).
     """
     urls = [url] if isinstance(url, str) else list(url)
     # One board draws nothing, so a one-board load stays what it was before boards were drawn.
@@ -49,9 +52,21 @@ def batch_calls(
         users = sampler(rng, batch_size)
         points = rng.integers(1, points_max + 1, size=batch_size)
         events = [{"user_id": USER_FORMAT.format(u), "points": int(p)} for u, p in zip(users, points, strict=True)]
+        if metadata_bytes:
+            for event in events:
+                event["display_name"] = f"Player {event['user_id']}"
+                event["metadata"] = profile_metadata(event["user_id"], metadata_bytes)
         body = json.dumps({"events": events}).encode()
         calls.append(Call("POST", urls[target], body, events=batch_size, points=int(points.sum())))
     return calls
+
+
+def profile_metadata(user_id: str, size: int) -> dict[str, object]:
+    """A metadata object of ``size`` bytes as compact JSON (a game's usual kind of fields)."""
+    fields: dict[str, object] = {"level": 42, "guild": "north-wind", "avatar": f"https://cdn.example/a/{user_id}.png"}
+    used = len(json.dumps(fields, separators=(",", ":"))) + len(',"note":""')
+    fields["note"] = "x" * max(0, size - used)
+    return fields
 
 
 def single_calls(url: str, sampler: Sampler, *, count: int, points_max: int, rng: np.random.Generator) -> list[Call]:
